@@ -1,4 +1,4 @@
-from sb3_po.vpg import VPG
 from sb3_po.version import __version__
+from sb3_po.vpg import VPG
 
 __all__ = ["VPG", "__version__"]

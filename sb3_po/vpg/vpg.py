@@ -139,7 +139,9 @@ class VPG(OnPolicyAlgorithm):
         self.n_critic_updates = n_critic_updates
         self.normalize_advantage = normalize_advantage
         if normalize_advantage and self.env is not None and self.n_steps * self.env.num_envs < 2:
-            raise ValueError("VPG: normalize_advantage needs n_steps * n_envs >= 2; raise n_steps or set normalize_advantage=False")
+            raise ValueError(
+                "VPG: normalize_advantage needs n_steps * n_envs >= 2; raise n_steps or set normalize_advantage=False"
+            )
         if use_rms_prop and "optimizer_class" not in self.policy_kwargs:
             self.policy_kwargs["optimizer_class"] = th.optim.RMSprop
             self.policy_kwargs["optimizer_kwargs"] = dict(alpha=0.99, eps=rms_prop_eps, weight_decay=0)

@@ -1,0 +1,225 @@
+"""
+Learning-quality benchmark of the sb3-po algorithms next to SB3's own.
+
+Every run trains one algorithm on one env with one seed for a fixed budget of env steps (every env
+step counted, as ``model.num_timesteps`` counts them), evaluates the deterministic policy every
+``--eval-freq`` steps on a separate env, and stores the result as JSON under
+``--results-dir/<algo>/<env>/seed<k>.json``. A finished run is never repeated, so an interrupted
+benchmark continues where it stopped. ``--report`` reads the JSON files back and prints the tables.
+
+Hyperparameters: the entry for the env in ``zoo_configs/<algo>.yml`` when there is one (RL Zoo
+format), otherwise the algorithm's defaults. ``n_timesteps`` in the YAML is ignored: the budget is
+the env's, shared by all algorithms.
+
+    python scripts/benchmark.py --algos vpg --envs CartPole-v1 --seeds 5
+    python scripts/benchmark.py --report
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+import yaml
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Budget (env steps, shared by every algorithm) and the score that counts as solved.
+ENVS: dict[str, dict[str, Any]] = {
+    "CartPole-v1": dict(budget=200_000, threshold=475.0),
+    "Acrobot-v1": dict(budget=200_000, threshold=-100.0),
+    "MountainCar-v0": dict(budget=500_000, threshold=-110.0),
+    "Pendulum-v1": dict(budget=200_000, threshold=-200.0),
+    "MountainCarContinuous-v0": dict(budget=200_000, threshold=90.0),
+    "LunarLander-v3": dict(budget=1_000_000, threshold=200.0),
+}
+QUICK_BUDGET = 20_000
+
+
+def algorithm_classes() -> dict[str, type]:
+    from sb3_contrib import TRPO
+    from stable_baselines3 import A2C, PPO
+
+    import sb3_po
+
+    classes = {"ppo": PPO, "a2c": A2C, "trpo": TRPO}
+    for name, attr in (("vpg", "VPG"), ("kl_ppo", "KLPPO"), ("grpo", "GRPO")):
+        if hasattr(sb3_po, attr):
+            classes[name] = getattr(sb3_po, attr)
+    return classes
+
+
+def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
+    """The RL Zoo style entry for ``env_id`` in ``zoo_configs/<algo>.yml`` (empty if none)."""
+    path = ROOT / "zoo_configs" / f"{algo}.yml"
+    if not path.exists():
+        return {}
+    entries = yaml.safe_load(path.read_text()) or {}
+    return dict(entries.get(env_id, {}))
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    return value
+
+
+def build_model(algo: str, env_id: str, seed: int, hyperparams: dict[str, Any], device: str = "cpu"):
+    hp = dict(hyperparams)
+    hp.pop("n_timesteps", None)
+    n_envs = hp.pop("n_envs", 1)
+    normalize = hp.pop("normalize", False)
+    policy = hp.pop("policy", "MlpPolicy")
+    if isinstance(hp.get("policy_kwargs"), str):
+        hp["policy_kwargs"] = eval(hp["policy_kwargs"], {"dict": dict, "nn": th.nn, "th": th})
+    for key in ("learning_rate", "clip_range", "critic_learning_rate"):
+        if key in hp:
+            hp[key] = _schedule(hp[key])
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if normalize:
+        norm_kwargs = normalize if isinstance(normalize, dict) else {}
+        if isinstance(normalize, str):
+            norm_kwargs = eval(normalize, {"dict": dict})
+        env = VecNormalize(env, gamma=hp.get("gamma", 0.99), **norm_kwargs)
+    return algorithm_classes()[algo](policy, env, seed=seed, device=device, **hp)
+
+
+class PeriodicEval(BaseCallback):
+    """Deterministic evaluation every ``eval_freq`` env steps; the time it takes is not training time."""
+
+    def __init__(self, env_id: str, seed: int, eval_freq: int, n_eval_episodes: int):
+        super().__init__()
+        self.eval_env = make_vec_env(env_id, n_envs=1, seed=10_000 + seed)
+        self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
+        self.next_eval = eval_freq
+        self.curve: list[tuple[int, float]] = []
+        self.eval_seconds = 0.0
+
+    def _init_callback(self) -> None:
+        if isinstance(self.training_env, VecNormalize):
+            self.eval_env = VecNormalize(self.eval_env, training=False, norm_reward=False)
+
+    def evaluate(self) -> float:
+        start = time.perf_counter()
+        sync_envs_normalization(self.training_env, self.eval_env)
+        mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes, deterministic=True)
+        self.curve.append((int(self.model.num_timesteps), float(mean)))
+        self.eval_seconds += time.perf_counter() - start
+        return float(mean)
+
+    def _on_step(self) -> bool:
+        if self.model.num_timesteps >= self.next_eval:
+            self.evaluate()
+            self.next_eval += self.eval_freq
+        return True
+
+
+def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_eval_episodes: int) -> dict[str, Any]:
+    th.set_num_threads(1)
+    hyperparams = load_hyperparams(algo, env_id)
+    model = build_model(algo, env_id, seed, hyperparams)
+    callback = PeriodicEval(env_id, seed, eval_freq, n_eval_episodes)
+    start = time.perf_counter()
+    model.learn(budget, callback=callback)
+    wall = time.perf_counter() - start - callback.eval_seconds
+    callback.n_eval_episodes = 2 * n_eval_episodes  # the final score uses more episodes
+    final = callback.evaluate()
+    threshold = ENVS[env_id]["threshold"]
+    reached = next((step for step, score in callback.curve if score >= threshold), None)
+    return dict(
+        algo=algo,
+        env=env_id,
+        seed=seed,
+        budget=budget,
+        env_steps=int(model.num_timesteps),
+        hyperparams={k: str(v) for k, v in hyperparams.items()},
+        final_eval_mean=final,
+        curve=callback.curve,
+        threshold=threshold,
+        steps_to_threshold=reached,
+        train_seconds=wall,
+        n_params=int(sum(p.numel() for p in model.policy.parameters())),
+        machine=f"{platform.machine()} {os.cpu_count()} cores, torch {th.__version__}, 1 thread",
+    )
+
+
+def result_path(results_dir: Path, algo: str, env_id: str, seed: int) -> Path:
+    return results_dir / algo / env_id / f"seed{seed}.json"
+
+
+def report(results_dir: Path) -> str:
+    rows = []
+    for path in sorted(results_dir.glob("*/*/seed*.json")):
+        rows.append(json.loads(path.read_text()))
+    cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["env"], r["algo"], r["budget"]), []).append(r)
+    lines = [
+        "| env | algo | budget | seeds | final eval (mean +- std over seeds) | per seed | solved "
+        "| median steps to solve | train time (s/run) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (env_id, algo, budget), runs in sorted(cells.items()):
+        finals = np.array([r["final_eval_mean"] for r in runs])
+        solved = [r["steps_to_threshold"] for r in runs if r["steps_to_threshold"] is not None]
+        median = f"{int(np.median(solved)):,}" if solved else "-"
+        per_seed = ", ".join(f"{f:.0f}" for f in finals)
+        lines.append(
+            f"| {env_id} | {algo} | {budget:,} | {len(runs)} | {finals.mean():.1f} +- {finals.std():.1f} | {per_seed} "
+            f"| {len(solved)}/{len(runs)} | {median} | {np.mean([r['train_seconds'] for r in runs]):.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algos", nargs="+", default=None, help="default: every algorithm available")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS))
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1); full mode needs >= 5")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_BUDGET} steps, 2 seeds: checks the pipeline only")
+    parser.add_argument("--budget", type=int, default=None, help="override every env's budget (not for published tables)")
+    parser.add_argument("--eval-freq", type=int, default=10_000)
+    parser.add_argument("--n-eval-episodes", type=int, default=10)
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
+    parser.add_argument("--report", action="store_true", help="print the tables from the stored results and exit")
+    args = parser.parse_args(argv)
+
+    if args.report:
+        print(report(args.results_dir))
+        return
+    algos = args.algos or list(algorithm_classes())
+    n_seeds = 2 if args.quick else args.seeds
+    results_dir = args.results_dir / "quick" if args.quick else args.results_dir
+    for env_id in args.envs:
+        budget = QUICK_BUDGET if args.quick else (args.budget or ENVS[env_id]["budget"])
+        for algo in algos:
+            for seed in range(n_seeds):
+                path = result_path(results_dir, algo, env_id, seed)
+                if path.exists() and json.loads(path.read_text())["budget"] == budget:
+                    continue
+                result = run_one(algo, env_id, seed, budget, min(args.eval_freq, budget), args.n_eval_episodes)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(result, indent=1))
+                tmp.replace(path)  # atomic: an interrupted run leaves no half-written result
+                print(
+                    f"{algo} {env_id} seed={seed}: final {result['final_eval_mean']:.1f}, "
+                    f"solved at {result['steps_to_threshold']}, {result['train_seconds']:.0f}s",
+                    flush=True,
+                )
+    print(report(results_dir))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

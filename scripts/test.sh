@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install sb3-po with its test dependencies in .venv and run the whole test suite (about 5 minutes on 2 cores).
+#   bash scripts/test.sh [extra pytest arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup_env.sh tests 2>&1 | grep -v "^WARNING: Location" || true
+export OMP_NUM_THREADS=1
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest -n 2 --durations=10 "$@" tests
