@@ -1,4 +1,5 @@
+from sb3_po.kl_ppo import KLPPO
 from sb3_po.version import __version__
 from sb3_po.vpg import VPG
 
-__all__ = ["VPG", "__version__"]
+__all__ = ["KLPPO", "VPG", "__version__"]

@@ -4,7 +4,7 @@ Learning-quality benchmark of the sb3-po algorithms next to SB3's own.
 Every run trains one algorithm on one env with one seed for a fixed budget of env steps (every env
 step counted, as ``model.num_timesteps`` counts them), evaluates the deterministic policy every
 ``--eval-freq`` steps on a separate env, and stores the result as JSON under
-``--results-dir/<algo>/<env>/seed<k>.json``. A finished run is never repeated, so an interrupted
+``--results-dir/<algo>/<env>/<budget>/seed<k>.json``. A finished run is never repeated, so an interrupted
 benchmark continues where it stopped. ``--report`` reads the JSON files back and prints the tables.
 
 Hyperparameters: the entry for the env in ``zoo_configs/<algo>.yml`` when there is one (RL Zoo
@@ -61,12 +61,23 @@ def algorithm_classes() -> dict[str, type]:
 
 
 def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
-    """The RL Zoo style entry for ``env_id`` in ``zoo_configs/<algo>.yml`` (empty if none)."""
-    path = ROOT / "zoo_configs" / f"{algo}.yml"
-    if not path.exists():
-        return {}
-    entries = yaml.safe_load(path.read_text()) or {}
-    return dict(entries.get(env_id, {}))
+    """
+    The RL Zoo style entry for ``env_id``: from ``zoo_configs/<algo>.yml``, else (SB3's own algorithms)
+    from the hyperparameter files installed with rl_zoo3; empty (the algorithm's defaults) if neither has one.
+    """
+    candidates = [ROOT / "zoo_configs" / f"{algo}.yml"]
+    try:
+        import rl_zoo3
+
+        candidates.append(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
+    except ImportError:
+        pass
+    for path in candidates:
+        if path.exists():
+            entries = yaml.safe_load(path.read_text()) or {}
+            if env_id in entries:
+                return dict(entries[env_id])
+    return {}
 
 
 def _schedule(value: Any) -> Any:
@@ -154,13 +165,13 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
     )
 
 
-def result_path(results_dir: Path, algo: str, env_id: str, seed: int) -> Path:
-    return results_dir / algo / env_id / f"seed{seed}.json"
+def result_path(results_dir: Path, algo: str, env_id: str, budget: int, seed: int) -> Path:
+    return results_dir / algo / env_id / str(budget) / f"seed{seed}.json"
 
 
 def report(results_dir: Path) -> str:
     rows = []
-    for path in sorted(results_dir.glob("*/*/seed*.json")):
+    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
         rows.append(json.loads(path.read_text()))
     cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
@@ -205,8 +216,8 @@ def main(argv: list[str] | None = None) -> None:
         budget = QUICK_BUDGET if args.quick else (args.budget or ENVS[env_id]["budget"])
         for algo in algos:
             for seed in range(n_seeds):
-                path = result_path(results_dir, algo, env_id, seed)
-                if path.exists() and json.loads(path.read_text())["budget"] == budget:
+                path = result_path(results_dir, algo, env_id, budget, seed)
+                if path.exists():
                     continue
                 result = run_one(algo, env_id, seed, budget, min(args.eval_freq, budget), args.n_eval_episodes)
                 path.parent.mkdir(parents=True, exist_ok=True)

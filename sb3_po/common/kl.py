@@ -1,0 +1,84 @@
+"""
+KL divergence between SB3 policy distributions: exact where a closed form exists, and the sampled
+k1 / k3 estimators (Schulman, "Approximating KL divergence", 2020) otherwise.
+
+SB3's ``Distribution`` objects are mutated in place by every ``proba_distribution`` call (the policy's
+``get_distribution()`` hands back the same wrapper each time), so a snapshot keeps the *torch*
+distribution (``dist.distribution``), which is a fresh object per call, detached from the graph.
+"""
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.distributions import Distribution
+from torch.distributions import Bernoulli, Categorical, Normal
+
+# What SB3's distributions hold in ``.distribution``: one torch distribution, or a list for MultiCategorical.
+TorchDistribution = th.distributions.Distribution | list[th.distributions.Distribution]
+
+KL_ESTIMATORS = ("exact", "k1", "k3")
+
+
+def snapshot(distribution: Distribution) -> TorchDistribution:
+    """The torch distribution inside an SB3 distribution, detached: a frozen copy of pi_old."""
+    return index_distribution(distribution.distribution, slice(None))
+
+
+def index_distribution(dist: TorchDistribution, index: np.ndarray | th.Tensor | slice) -> TorchDistribution:
+    """The distributions of the samples ``index`` of a batch (detached from the graph)."""
+    if isinstance(dist, list):
+        return [index_distribution(d, index) for d in dist]  # type: ignore[misc]
+    if isinstance(dist, Categorical):
+        return Categorical(logits=dist.logits[index].detach(), validate_args=False)
+    if isinstance(dist, Bernoulli):
+        return Bernoulli(logits=dist.logits[index].detach(), validate_args=False)
+    if isinstance(dist, Normal):
+        return Normal(dist.loc[index].detach(), dist.scale[index].detach(), validate_args=False)
+    raise NotImplementedError(
+        f"No closed-form KL for {type(dist).__name__}; use kl_estimator='k3' (or 'k1') for this action distribution."
+    )
+
+
+def exact_kl(p: TorchDistribution, q: TorchDistribution) -> th.Tensor:
+    """
+    KL(p || q) per sample, summed over independent action dimensions (shape ``(batch,)``).
+
+    Covers every SB3 distribution: Categorical, MultiCategorical (a list of Categoricals), Bernoulli
+    (MultiBinary), DiagGaussian and gSDE (Normal per dimension). For the tanh-squashed Gaussian the KL
+    of the underlying Gaussians is the exact KL, since KL is invariant under a bijection.
+    """
+    if isinstance(p, list):
+        assert isinstance(q, list) and len(p) == len(q), "MultiCategorical distributions must have the same dimensions"
+        return th.stack([th.distributions.kl_divergence(pi, qi) for pi, qi in zip(p, q, strict=True)], dim=1).sum(dim=1)
+    kl = th.distributions.kl_divergence(p, q)
+    return kl.sum(dim=tuple(range(1, kl.dim()))) if kl.dim() > 1 else kl
+
+
+def kl_k1(log_prob_p: th.Tensor, log_prob_q: th.Tensor) -> th.Tensor:
+    """Unbiased, high-variance sample estimate of KL(p || q) for actions drawn from p: ``log p - log q``."""
+    return log_prob_p - log_prob_q
+
+
+def kl_k3(log_prob_p: th.Tensor, log_prob_q: th.Tensor) -> th.Tensor:
+    """
+    Unbiased, low-variance, always non-negative sample estimate of KL(p || q) for actions drawn from p:
+    ``q/p - log(q/p) - 1`` (the GRPO paper's estimator with p = pi_theta, q = pi_ref).
+    """
+    log_ratio = log_prob_q - log_prob_p
+    return th.exp(log_ratio) - log_ratio - 1
+
+
+def policy_kl(
+    estimator: str,
+    p: TorchDistribution,
+    q: TorchDistribution,
+    log_prob_p: th.Tensor,
+    log_prob_q: th.Tensor,
+) -> th.Tensor:
+    """KL(p || q) per sample with the chosen estimator (``"exact"``, ``"k1"`` or ``"k3"``)."""
+    if estimator == "exact":
+        return exact_kl(p, q)
+    if estimator == "k1":
+        return kl_k1(log_prob_p, log_prob_q)
+    if estimator == "k3":
+        return kl_k3(log_prob_p, log_prob_q)
+    raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")

@@ -1,0 +1,127 @@
+"""Exact KL for every SB3 action distribution, against closed forms written out by hand, and the k1/k3 estimators."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import make_proba_distribution
+
+from sb3_po.common.kl import exact_kl, index_distribution, kl_k1, kl_k3, policy_kl, snapshot
+
+BATCH = 7
+
+
+def make_pair(space, use_sde=False):
+    """pi_old (snapshot) and an SB3 distribution of the same type with nearby random parameters."""
+    th.manual_seed(0)
+    dist_a = make_proba_distribution(space, use_sde=use_sde)
+    dist_b = make_proba_distribution(space, use_sde=use_sde)
+    if isinstance(space, spaces.Box):
+        dim = space.shape[0]
+        mean_a = th.randn(BATCH, dim)
+        mean_b = mean_a + 0.5 * th.randn(BATCH, dim)
+        if use_sde:
+            latent = th.randn(BATCH, 3)
+            log_std_a = th.randn(3, dim) * 0.3
+            log_std_b = log_std_a + th.randn(3, dim) * 0.2
+            dist_a.proba_distribution(mean_a, log_std_a, latent)
+            pa = snapshot(dist_a)
+            dist_b.proba_distribution(mean_b, log_std_b, latent)
+        else:
+            log_std_a = th.randn(dim) * 0.3
+            log_std_b = log_std_a + th.randn(dim) * 0.2
+            dist_a.proba_distribution(mean_a, log_std_a)
+            pa = snapshot(dist_a)
+            dist_b.proba_distribution(mean_b, log_std_b)
+        return pa, dist_b
+    n = {spaces.Discrete: lambda s: s.n, spaces.MultiDiscrete: lambda s: int(sum(s.nvec)), spaces.MultiBinary: lambda s: s.n}[
+        type(space)
+    ](space)
+    logits = th.randn(BATCH, n)
+    dist_a.proba_distribution(logits)
+    pa = snapshot(dist_a)
+    dist_b.proba_distribution(logits + 0.7 * th.randn(BATCH, n))
+    return pa, dist_b
+
+
+def categorical_kl(logits_p, logits_q):
+    p, q = th.softmax(logits_p, -1), th.softmax(logits_q, -1)
+    return (p * (th.log(p) - th.log(q))).sum(-1)
+
+
+def gaussian_kl(mp, sp, mq, sq):
+    return (th.log(sq / sp) + (sp**2 + (mp - mq) ** 2) / (2 * sq**2) - 0.5).sum(-1)
+
+
+def bernoulli_kl(lp, lq):
+    p, q = th.sigmoid(lp), th.sigmoid(lq)
+    return (p * th.log(p / q) + (1 - p) * th.log((1 - p) / (1 - q))).sum(-1)
+
+
+@pytest.mark.parametrize(
+    "space,use_sde",
+    [
+        (spaces.Discrete(5), False),
+        (spaces.MultiDiscrete([3, 4, 2]), False),
+        (spaces.MultiBinary(4), False),
+        (spaces.Box(-1, 1, (3,)), False),
+        (spaces.Box(-1, 1, (2,)), True),
+    ],
+    ids=["categorical", "multicategorical", "bernoulli", "diag_gaussian", "gsde"],
+)
+def test_exact_kl_matches_the_closed_form(space, use_sde):
+    p, q_sb3 = make_pair(space, use_sde)
+    q = q_sb3.distribution
+    ours = exact_kl(p, q)
+    assert ours.shape == (BATCH,)
+    if isinstance(space, spaces.Discrete):
+        expected = categorical_kl(p.logits, q.logits)
+    elif isinstance(space, spaces.MultiDiscrete):
+        expected = sum(categorical_kl(pi.logits, qi.logits) for pi, qi in zip(p, q, strict=True))
+    elif isinstance(space, spaces.MultiBinary):
+        expected = bernoulli_kl(p.logits, q.logits)
+    else:
+        expected = gaussian_kl(p.loc, p.scale, q.loc, q.scale)
+    th.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    assert th.all(ours > 0)
+    assert th.allclose(exact_kl(p, p), th.zeros(BATCH), atol=1e-6)
+    # the sampled estimators are unbiased: their mean over many actions from p approaches the exact KL
+    th.manual_seed(1)
+    log_p, log_q = sampled_log_probs(p, q, 200_000)
+    for estimator in (kl_k1, kl_k3):
+        th.testing.assert_close(estimator(log_p, log_q).mean(0), expected, rtol=0.05, atol=0.02)
+    assert th.all(kl_k3(log_p, log_q) >= 0)
+
+
+def sampled_log_probs(p, q, n):
+    """log p(a) and log q(a) (summed over independent dimensions) for n actions a ~ p per batch element."""
+    if isinstance(p, list):
+        pairs = [sampled_log_probs(pi, qi, n) for pi, qi in zip(p, q, strict=True)]
+        return sum(lp for lp, _ in pairs), sum(lq for _, lq in pairs)
+    actions = p.sample((n,))
+    log_p, log_q = p.log_prob(actions), q.log_prob(actions)
+    if log_p.dim() == 3:
+        log_p, log_q = log_p.sum(-1), log_q.sum(-1)
+    return log_p, log_q
+
+
+def test_snapshot_is_frozen_against_the_policy_mutating_its_distribution():
+    dist = make_proba_distribution(spaces.Discrete(3))
+    dist.proba_distribution(th.zeros(2, 3, requires_grad=True))
+    frozen = snapshot(dist)
+    dist.proba_distribution(th.ones(2, 3) * th.tensor([5.0, 0.0, 0.0]))  # the SB3 wrapper is mutated in place
+    th.testing.assert_close(frozen.probs, th.full((2, 3), 1 / 3))
+    assert not frozen.logits.requires_grad
+
+
+def test_index_distribution_and_policy_kl_dispatch():
+    p, q = make_pair(spaces.Box(-1, 1, (2,)))
+    idx = np.array([4, 0])
+    th.testing.assert_close(
+        exact_kl(index_distribution(p, idx), index_distribution(q.distribution, idx)), exact_kl(p, q.distribution)[idx]
+    )
+    log_p, log_q = th.tensor([0.0, -1.0]), th.tensor([-0.5, -0.5])
+    th.testing.assert_close(policy_kl("k1", None, None, log_p, log_q), log_p - log_q)
+    th.testing.assert_close(policy_kl("k3", None, None, log_p, log_q), kl_k3(log_p, log_q))
+    with pytest.raises(ValueError, match="kl_estimator"):
+        policy_kl("k2", None, None, log_p, log_q)
