@@ -45,6 +45,15 @@ ENVS: dict[str, dict[str, Any]] = {
     "LunarLander-v3": dict(budget=1_000_000, threshold=200.0),
 }
 QUICK_BUDGET = 20_000
+# Algorithm-specific scalars recorded after every update (the beta trajectory of KLPPO, GRPO's group statistics, ...)
+TRACE_KEYS = (
+    "train/beta",
+    "train/kl",
+    "train/approx_kl",
+    "train/kl_ref",
+    "train/group_return_std",
+    "train/zero_spread_groups",
+)
 
 
 def algorithm_classes() -> dict[str, type]:
@@ -115,6 +124,7 @@ class PeriodicEval(BaseCallback):
         self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
         self.next_eval = eval_freq
         self.curve: list[tuple[int, float]] = []
+        self.trace: dict[str, list[tuple[int, float]]] = {}
         self.eval_seconds = 0.0
 
     def _init_callback(self) -> None:
@@ -128,6 +138,12 @@ class PeriodicEval(BaseCallback):
         self.curve.append((int(self.model.num_timesteps), float(mean)))
         self.eval_seconds += time.perf_counter() - start
         return float(mean)
+
+    def _on_rollout_start(self) -> None:
+        # the logger still holds the previous update's train/* values: SB3 dumps them after the next rollout
+        for key in TRACE_KEYS:
+            if key in self.logger.name_to_value:
+                self.trace.setdefault(key, []).append((int(self.model.num_timesteps), float(self.logger.name_to_value[key])))
 
     def _on_step(self) -> bool:
         if self.model.num_timesteps >= self.next_eval:
@@ -157,6 +173,7 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
         hyperparams={k: str(v) for k, v in hyperparams.items()},
         final_eval_mean=final,
         curve=callback.curve,
+        trace=callback.trace,
         threshold=threshold,
         steps_to_threshold=reached,
         train_seconds=wall,

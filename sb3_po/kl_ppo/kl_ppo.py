@@ -323,11 +323,12 @@ class KLPPO(PPO):
                 if self.kl_cutoff_coef > 0:
                     kl_cutoff = self.kl_cutoff_coef * F.relu(kl_mean - self.kl_cutoff_factor * self.kl_target) ** 2
                     policy_loss = policy_loss + kl_cutoff
-                    kl_cutoffs.append(kl_cutoff.item())
+                    kl_cutoffs.append(kl_cutoff.detach())
 
-                surrogates.append(surrogate.mean().item())
-                kls.append(kl_mean.item())
-                kl_penalties.append(kl_penalty.item())
+                # logged values stay tensors until the end of train(): no extra synchronisation per minibatch
+                surrogates.append(surrogate.mean().detach())
+                kls.append(kl_mean.detach())
+                kl_penalties.append(kl_penalty.detach())
                 pg_losses.append(policy_loss.item())
 
                 if self.clip_range_vf is None:
@@ -385,16 +386,16 @@ class KLPPO(PPO):
         self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
         self.logger.record("train/value_loss", np.mean(value_losses))
         self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
-        self.logger.record("train/surrogate", np.mean(surrogates))
+        self.logger.record("train/surrogate", th.stack(surrogates).mean().item())
         self.logger.record("train/kl", measured_kl)
-        self.logger.record("train/kl_minibatch_mean", np.mean(kls))
-        self.logger.record("train/kl_penalty", np.mean(kl_penalties))
+        self.logger.record("train/kl_minibatch_mean", th.stack(kls).mean().item())
+        self.logger.record("train/kl_penalty", th.stack(kl_penalties).mean().item())
         self.logger.record("train/beta", self.beta)
         if betas:
             self.logger.record("train/beta_min", min(betas))
             self.logger.record("train/beta_max", max(betas))
         if kl_cutoffs:
-            self.logger.record("train/kl_cutoff", np.mean(kl_cutoffs))
+            self.logger.record("train/kl_cutoff", th.stack(kl_cutoffs).mean().item())
         if clip_fractions:
             self.logger.record("train/clip_fraction", np.mean(clip_fractions))
             self.logger.record("train/clip_range", clip_range)

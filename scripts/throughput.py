@@ -1,0 +1,165 @@
+"""
+Throughput of the sb3-po algorithms next to SB3's, measured side by side in one process.
+
+For each pair (ours, reference) both models get the same env, network, ``n_steps * n_envs``, epochs and
+minibatch size. The two are timed alternately, round after round, so that the machine's load hits both
+alike; the report gives medians and the ratio ours / reference:
+
+- ``update``: one ``train()`` call on a collected rollout (the gradient updates alone);
+- ``iteration``: ``collect_rollouts`` + ``train()``, as wall time per 1000 env steps, split into env stepping
+  (the same VecEnv stepped with random actions: the limit no algorithm can beat), policy inference and
+  rollout bookkeeping (the rest of the rollout time), and gradient updates.
+
+    python scripts/throughput.py                  # every pair available
+    python scripts/throughput.py --pairs kl_ppo:ppo --rounds 30 --json benchmark_results/throughput.json
+"""
+
+import argparse
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Matched settings per pair: what both algorithms get. Clipping is on for KLPPO, as for PPO.
+PAIRS: dict[str, dict[str, Any]] = {
+    "kl_ppo:ppo": dict(
+        env="CartPole-v1",
+        n_envs=8,
+        common=dict(n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, clip_range=0.2),
+        ours=dict(),
+        reference=dict(),
+    ),
+    "vpg:a2c": dict(
+        env="CartPole-v1",
+        n_envs=8,
+        common=dict(n_steps=128, learning_rate=1e-3),
+        # A2C: one joint actor-critic step per rollout; VPG: one actor step + n_critic_updates critic steps
+        ours=dict(n_critic_updates=1),
+        reference=dict(use_rms_prop=False),
+    ),
+    "grpo:ppo": dict(
+        env="CartPole-v1",
+        n_envs=8,
+        common=dict(n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, clip_range=0.2),
+        ours=dict(),
+        reference=dict(),
+    ),
+}
+
+
+def algorithm(name: str) -> type:
+    from sb3_contrib import TRPO
+    from stable_baselines3 import A2C, PPO
+
+    import sb3_po
+
+    return {
+        "ppo": PPO,
+        "a2c": A2C,
+        "trpo": TRPO,
+        "vpg": getattr(sb3_po, "VPG", None),
+        "kl_ppo": getattr(sb3_po, "KLPPO", None),
+        "grpo": getattr(sb3_po, "GRPO", None),
+    }[name]
+
+
+def env_step_seconds(env_id: str, n_envs: int, n_steps: int) -> float:
+    """Wall time of ``n_steps`` VecEnv steps with random actions."""
+    env = make_vec_env(env_id, n_envs=n_envs, seed=0)
+    env.reset()
+    actions = [np.stack([env.action_space.sample() for _ in range(n_envs)]) for _ in range(n_steps)]
+    start = time.perf_counter()
+    for action in actions:
+        env.step(action)
+    return time.perf_counter() - start
+
+
+def timed_iteration(model) -> tuple[float, float]:
+    """(rollout seconds, train seconds) of one learning iteration, through SB3's own methods."""
+    callback = CallbackList([])
+    callback.init_callback(model)
+    start = time.perf_counter()
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    rollout = time.perf_counter() - start
+    start = time.perf_counter()
+    model.train()
+    return rollout, time.perf_counter() - start
+
+
+def measure_pair(pair: str, rounds: int) -> dict[str, Any]:
+    spec = PAIRS[pair]
+    ours_name, ref_name = pair.split(":")
+    models = {}
+    for name, extra in ((ours_name, spec["ours"]), (ref_name, spec["reference"])):
+        cls = algorithm(name)
+        kwargs = {k: v for k, v in spec["common"].items() if k in inspect.signature(cls).parameters}
+        env = make_vec_env(spec["env"], n_envs=spec["n_envs"], seed=0)
+        models[name] = cls("MlpPolicy", env, seed=0, device="cpu", **kwargs, **extra)
+        models[name]._setup_learn(10**9, None)  # what learn() does before its first rollout
+    times: dict[str, dict[str, list[float]]] = {name: {"rollout": [], "update": []} for name in models}
+    for _ in range(2):  # warm-up
+        for model in models.values():
+            timed_iteration(model)
+    for _ in range(rounds):
+        for name, model in models.items():
+            rollout, update = timed_iteration(model)
+            times[name]["rollout"].append(rollout)
+            times[name]["update"].append(update)
+    steps = models[ours_name].n_steps * spec["n_envs"]
+    env_seconds = float(
+        np.median([env_step_seconds(spec["env"], spec["n_envs"], models[ours_name].n_steps) for _ in range(5)])
+    )
+    result: dict[str, Any] = dict(pair=pair, env=spec["env"], n_envs=spec["n_envs"], settings=spec["common"], rounds=rounds)
+    for name in models:
+        rollout, update = float(np.median(times[name]["rollout"])), float(np.median(times[name]["update"]))
+        result[name] = dict(
+            update_seconds=update,
+            seconds_per_1000_steps=1000 * (rollout + update) / steps,
+            env_seconds_per_1000_steps=1000 * env_seconds / steps,
+            inference_seconds_per_1000_steps=1000 * max(rollout - env_seconds, 0.0) / steps,
+            update_seconds_per_1000_steps=1000 * update / steps,
+            n_params=int(sum(p.numel() for p in models[name].policy.parameters())),
+        )
+    result["update_ratio"] = result[ours_name]["update_seconds"] / result[ref_name]["update_seconds"]
+    result["per_1000_steps_ratio"] = result[ours_name]["seconds_per_1000_steps"] / result[ref_name]["seconds_per_1000_steps"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=None, help=f"default: every available pair of {list(PAIRS)}")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    args = parser.parse_args()
+    th.set_num_threads(1)
+    pairs = args.pairs or [p for p in PAIRS if all(algorithm(n) is not None for n in p.split(":"))]
+    results = [measure_pair(pair, args.rounds) for pair in pairs]
+    print(
+        "| pair | env, n_envs | update (s) ours / ref | ratio | s per 1000 steps ours / ref | ratio "
+        "| env stepping alone (s/1000) | inference ours / ref (s/1000) |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        ours, ref = r["pair"].split(":")
+        print(
+            f"| {ours} vs {ref} | {r['env']}, {r['n_envs']} "
+            f"| {r[ours]['update_seconds']:.4f} / {r[ref]['update_seconds']:.4f} "
+            f"| {r['update_ratio']:.3f} | {r[ours]['seconds_per_1000_steps']:.3f} / {r[ref]['seconds_per_1000_steps']:.3f} "
+            f"| {r['per_1000_steps_ratio']:.3f} | {r[ours]['env_seconds_per_1000_steps']:.3f} "
+            f"| {r[ours]['inference_seconds_per_1000_steps']:.3f} / {r[ref]['inference_seconds_per_1000_steps']:.3f} |"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
