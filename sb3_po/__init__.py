@@ -1,5 +1,6 @@
+from sb3_po.grpo import GRPO
 from sb3_po.kl_ppo import KLPPO
 from sb3_po.version import __version__
 from sb3_po.vpg import VPG
 
-__all__ = ["KLPPO", "VPG", "__version__"]
+__all__ = ["GRPO", "KLPPO", "VPG", "__version__"]

@@ -189,7 +189,8 @@ def result_path(results_dir: Path, algo: str, env_id: str, budget: int, seed: in
 def report(results_dir: Path) -> str:
     rows = []
     for path in sorted(results_dir.glob("*/*/*/seed*.json")):
-        rows.append(json.loads(path.read_text()))
+        if path.relative_to(results_dir).parts[0] != "quick":  # --quick results live apart
+            rows.append(json.loads(path.read_text()))
     cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["env"], r["algo"], r["budget"]), []).append(r)

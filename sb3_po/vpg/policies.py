@@ -1,18 +1,12 @@
 from typing import Any
 
-import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-
-class ZeroBaseline(nn.Module):
-    """Value head of a policy without a baseline: V(s) = 0, no parameters."""
-
-    def forward(self, latent_vf: th.Tensor) -> th.Tensor:
-        return th.zeros((latent_vf.shape[0], 1), device=latent_vf.device, dtype=latent_vf.dtype)
+from sb3_po.common.policies import actor_only_net_arch, remove_critic
 
 
 class VPGPolicy(ActorCriticPolicy):
@@ -54,9 +48,7 @@ class VPGPolicy(ActorCriticPolicy):
 
     def _build_mlp_extractor(self) -> None:
         if not self.use_baseline:
-            # No value layers at all: the critic branch of the MLP extractor is empty.
-            pi_arch = self.net_arch.get("pi", []) if isinstance(self.net_arch, dict) else self.net_arch
-            self.net_arch = dict(pi=list(pi_arch), vf=[])
+            self.net_arch = actor_only_net_arch(self.net_arch)  # no value layers at all
         super()._build_mlp_extractor()
 
     def critic_parameters(self) -> list[nn.Parameter]:
@@ -76,10 +68,7 @@ class VPGPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         super()._build(lr_schedule)
         if not self.use_baseline:
-            self.value_net = ZeroBaseline()
-            if not self.share_features_extractor:
-                # the critic's features extractor is never used for a zero baseline
-                self.vf_features_extractor = self.pi_features_extractor
+            remove_critic(self)
         # Replace SB3's single optimiser by one for the actor and one for the critic.
         # The critic's learning rate is set by VPG before every update.
         self.optimizer = self.optimizer_class(self.actor_parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)  # type: ignore[call-arg]

@@ -15,7 +15,7 @@ from stable_baselines3.common.logger import configure
 
 from sb3_po import VPG
 from sb3_po.common.buffers import MonteCarloRolloutBuffer, NStepRolloutBuffer
-from sb3_po.vpg.policies import ZeroBaseline
+from sb3_po.common.policies import ZeroBaseline
 
 
 def flat(params):

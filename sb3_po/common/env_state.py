@@ -1,0 +1,316 @@
+"""
+Putting an environment back into a state it was in: what GRPO needs to start a group of episodes
+from one shared state.
+
+The protocol is two methods on the env (or on any wrapper of it)::
+
+    state = env.get_state()     # anything: the env's full state
+    env.set_state(state)        # back into exactly that state
+
+Built in, without users writing anything:
+
+- Gymnasium's classic-control envs (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum):
+  their physical state attributes;
+- MuJoCo envs: the full physics and integrator state through ``mujoco.mj_getState`` / ``mj_setState``;
+- ``mode="copy"``: a deep copy of the env below ``Monitor`` (any env that deep-copies), verified once;
+- ``mode="seed"``: for envs whose ``reset(seed=s)`` is deterministic (every Gymnasium env, Box2D included):
+  a start state *is* a seed; only reset states can be shared, not states in the middle of an episode.
+
+:class:`RestorableEnv` is the wrapper (outermost, above ``Monitor``) that GRPO talks to through
+``VecEnv.env_method``, so it works in ``DummyVecEnv`` and ``SubprocVecEnv`` alike. Its snapshots also carry
+the wrappers' state that matters: ``TimeLimit``'s elapsed steps, ``OrderEnforcing``'s reset flag, and
+``Monitor``'s rewards of the episode so far (so the episode returns Monitor reports stay whole, truthful
+episodes from a reset). Every backend is verified when the wrapper is built: snapshot, step a few
+actions, restore, replay the same actions with the same random-number state, compare. A mismatch fails
+there, with a message naming the env, the reason and the ways out; nothing falls back silently.
+"""
+
+import copy
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.wrappers import OrderEnforcing, TimeLimit
+from stable_baselines3.common.monitor import Monitor
+
+MODES = ("auto", "state", "copy", "seed")
+
+# Classic-control envs: the attributes that hold their whole dynamic state
+_CLASSIC_CONTROL_ATTRS = ("state", "steps_beyond_terminated", "last_u")
+
+
+class EnvStateError(RuntimeError):
+    """The env's state cannot be saved and restored exactly."""
+
+
+def _env_name(env: gym.Env) -> str:
+    spec = env.unwrapped.spec
+    return f"'{spec.id}' ({type(env.unwrapped).__name__})" if spec is not None else type(env.unwrapped).__name__
+
+
+def _ways_out(mode: str) -> str:
+    seed_hint = "" if mode == "seed" else " or use state_mode='seed' (members start from reset(seed=s) with a shared s)"
+    return f"Ways out: implement get_state() and set_state(state) on the env{seed_hint}."
+
+
+def _has_protocol(env: Any) -> bool:
+    return callable(getattr(type(env), "get_state", None)) and callable(getattr(type(env), "set_state", None))
+
+
+def _is_mujoco(env: gym.Env) -> bool:
+    try:
+        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+    except ImportError:  # mujoco not installed
+        return False
+    return isinstance(env, MujocoEnv)
+
+
+def _is_classic_control(env: gym.Env) -> bool:
+    return type(env).__module__.startswith("gymnasium.envs.classic_control")
+
+
+class RestorableEnv(gym.Wrapper):
+    """
+    Wrapper that saves and restores the full state of the env it wraps (see the module's docstring).
+
+    :param env: The env, usually ``Monitor``-wrapped (``make_vec_env(..., wrapper_class=RestorableEnv)``)
+    :param mode: ``"auto"`` (the env's own get_state/set_state, else the built-in classic-control or MuJoCo
+        support, else a verified deep copy), ``"state"`` (own protocol or built-in only), ``"copy"`` or ``"seed"``
+    :param verify_steps: How many steps the construction-time check replays
+    :param seed: Seed of the wrapper's own random numbers (the seeds of ``mode="seed"``, fresh env RNGs after a copy)
+    """
+
+    def __init__(self, env: gym.Env, mode: str = "auto", verify_steps: int = 5, seed: int | None = None):
+        super().__init__(env)
+        if mode not in MODES:
+            raise ValueError(f"RestorableEnv: mode must be one of {MODES}, got {mode!r}")
+        self.rng = np.random.default_rng(seed)
+        # Monitor's bookkeeping is restored by attribute; everything below it is the "inner" env
+        layer: gym.Env = env
+        self.monitor: Monitor | None = None
+        while isinstance(layer, gym.Wrapper):
+            if isinstance(layer, Monitor):
+                self.monitor = layer
+                break
+            layer = layer.env
+        self.inner: gym.Env = self.monitor.env if self.monitor is not None else env
+        self.backend = self._choose_backend(mode)
+        self._verify(verify_steps)
+
+    # -- backends -------------------------------------------------------------------------------------
+
+    def _protocol_layer(self) -> gym.Env | None:
+        """The outermost env below Monitor that implements get_state/set_state itself."""
+        layer = self.inner
+        while True:
+            if _has_protocol(layer):
+                return layer
+            if not isinstance(layer, gym.Wrapper):
+                return None
+            layer = layer.env
+
+    def _choose_backend(self, mode: str) -> str:
+        if mode == "seed":
+            return "seed"
+        if mode == "copy":
+            return "copy"
+        base = self.inner.unwrapped
+        if self._protocol_layer() is not None:
+            return "protocol"
+        if _is_mujoco(base):
+            return "mujoco"
+        if _is_classic_control(base):
+            return "classic_control"
+        if mode == "state":
+            raise EnvStateError(
+                f"Env {_env_name(self.inner)} has no get_state()/set_state() and no built-in state support "
+                f"(classic control, MuJoCo). {_ways_out(mode)} Or use state_mode='copy' for a verified deep copy."
+            )
+        return "copy"
+
+    def _wrapper_states(self) -> list[Any]:
+        """State of the wrappers between the inner env's top and the env with the base state."""
+        states: list[Any] = []
+        layer = self.inner
+        while isinstance(layer, gym.Wrapper) and not _has_protocol(layer):
+            if isinstance(layer, TimeLimit):
+                states.append(layer._elapsed_steps)
+            elif isinstance(layer, OrderEnforcing):
+                states.append(layer._has_reset)
+            layer = layer.env
+        return states
+
+    def _set_wrapper_states(self, states: list[Any]) -> None:
+        values = iter(states)
+        layer = self.inner
+        while isinstance(layer, gym.Wrapper) and not _has_protocol(layer):
+            if isinstance(layer, TimeLimit):
+                layer._elapsed_steps = next(values)
+            elif isinstance(layer, OrderEnforcing):
+                layer._has_reset = next(values)
+            layer = layer.env
+
+    def _get_inner_state(self) -> Any:
+        if self.backend == "copy":
+            try:
+                return copy.deepcopy(self.inner)
+            except Exception as error:
+                raise EnvStateError(
+                    f"Env {_env_name(self.inner)} cannot be deep-copied: {error!r}. {_ways_out('copy')}"
+                ) from error
+        if self.backend == "protocol":
+            return self._wrapper_states(), self._protocol_layer().get_state()  # type: ignore[union-attr]
+        base = self.inner.unwrapped
+        if self.backend == "mujoco":
+            import mujoco
+
+            # mjSTATE_INTEGRATION: the full physics state plus the solver's warm start, which makes the replay
+            # bit-exact (FULLPHYSICS alone differs in the last bits after a few steps of contact dynamics)
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION
+            state = np.empty(mujoco.mj_stateSize(base.model, spec))
+            mujoco.mj_getState(base.model, base.data, state, spec)
+            return self._wrapper_states(), state
+        # classic control
+        return self._wrapper_states(), {k: copy.deepcopy(getattr(base, k)) for k in _CLASSIC_CONTROL_ATTRS if hasattr(base, k)}
+
+    def _set_inner_state(self, state: Any) -> None:
+        if self.backend == "copy":
+            restored = copy.deepcopy(state)
+            # a fresh random stream, so that group members still differ by the env's own randomness
+            restored.unwrapped._np_random = np.random.default_rng(self.rng.integers(2**63))
+            self.inner = restored
+            if self.monitor is not None:
+                self.monitor.env = restored
+            else:
+                self.env = restored
+            return
+        wrapper_states, base_state = state
+        self._set_wrapper_states(wrapper_states)
+        if self.backend == "protocol":
+            self._protocol_layer().set_state(base_state)  # type: ignore[union-attr]
+            return
+        base = self.inner.unwrapped
+        if self.backend == "mujoco":
+            import mujoco
+
+            mujoco.mj_setState(base.model, base.data, base_state, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(base.model, base.data)
+            return
+        for key, value in base_state.items():
+            setattr(base, key, copy.deepcopy(value))
+
+    def _monitor_state(self) -> Any:
+        if self.monitor is None:
+            return None
+        return list(self.monitor.rewards), self.monitor.needs_reset
+
+    def _set_monitor_state(self, state: Any) -> None:
+        if self.monitor is not None and state is not None:
+            rewards, needs_reset = state
+            self.monitor.rewards = list(rewards)
+            self.monitor.needs_reset = needs_reset
+
+    # -- the protocol and GRPO's entry points ---------------------------------------------------------------
+
+    @property
+    def can_restore_mid_episode(self) -> bool:
+        """Whether states visited in the middle of an episode can be restored (not in seed mode)."""
+        return self.backend != "seed"
+
+    def get_state(self) -> dict[str, Any]:
+        """A snapshot of the current state, with the observation the env shows in it."""
+        if self.backend == "seed":
+            raise EnvStateError(
+                f"Env {_env_name(self.inner)} is in seed mode: only reset states can be shared (new_start_state()); "
+                "states in the middle of an episode cannot be saved. Use start_states='reset' or a state mode."
+            )
+        if not hasattr(self, "_last_obs"):
+            raise EnvStateError("RestorableEnv.get_state() called before reset()")
+        return dict(inner=self._get_inner_state(), monitor=self._monitor_state(), obs=copy.deepcopy(self._last_obs))
+
+    def set_state(self, state: dict[str, Any]) -> Any:
+        """Restore a snapshot from :meth:`get_state` or :meth:`new_start_state`; returns its observation."""
+        if self.backend == "seed":
+            obs, _ = self.env.reset(seed=int(state["seed"]))
+            self._last_obs = obs
+            return obs
+        self._set_inner_state(state["inner"])
+        self._set_monitor_state(state["monitor"])
+        self._last_obs = copy.deepcopy(state["obs"])
+        return copy.deepcopy(state["obs"])
+
+    def new_start_state(self) -> tuple[dict[str, Any], Any]:
+        """Reset into a new start state drawn from the env's reset distribution: ``(snapshot, observation)``."""
+        if self.backend == "seed":
+            seed = int(self.rng.integers(2**31 - 1))
+            return {"seed": seed}, self.set_state({"seed": seed})
+        obs, _ = self.reset()
+        return self.get_state(), obs
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._last_obs = obs
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+    # -- construction-time check ----------------------------------------------------------------------------
+
+    def _rollout(self, actions: list[Any]) -> list[tuple[Any, float, bool]]:
+        out = []
+        for action in actions:
+            obs, reward, terminated, truncated, _ = self.inner.step(action)
+            out.append((obs, float(reward), bool(terminated or truncated)))
+            if terminated or truncated:
+                break
+        return out
+
+    def _verify(self, n_steps: int) -> None:
+        """Snapshot, step, restore, replay with the same actions and RNG state: the two must agree."""
+        name = _env_name(self.inner)
+        action_rng = np.random.default_rng(0)
+        self.action_space.seed(int(action_rng.integers(2**31 - 1)))
+        actions = [self.action_space.sample() for _ in range(n_steps)]
+        try:
+            if self.backend == "seed":
+                first_obs, _ = self.inner.reset(seed=12345)
+                first = self._rollout(actions)
+                second_obs, _ = self.inner.reset(seed=12345)
+                second = self._rollout(actions)
+                same = _same(first_obs, second_obs) and _same_rollouts(first, second)
+                reason = "reset(seed=s) is not deterministic"
+            else:
+                self.inner.reset(seed=12345)
+                self._rollout(actions[:2])  # check a state in the middle of an episode, not only a reset state
+                snapshot = self._get_inner_state()
+                rng_state = copy.deepcopy(self.inner.unwrapped.np_random.bit_generator.state)
+                first = self._rollout(actions)
+                self._set_inner_state(snapshot)
+                self.inner.unwrapped.np_random.bit_generator.state = rng_state
+                second = self._rollout(actions)
+                same = _same_rollouts(first, second)
+                reason = f"restoring a {self.backend} snapshot does not reproduce the same observations and rewards"
+        except EnvStateError:
+            raise
+        except Exception as error:
+            raise EnvStateError(
+                f"Env {name} cannot be restored with the {self.backend} backend: {error!r}. {_ways_out(self.backend)}"
+            ) from error
+        if not same:
+            raise EnvStateError(f"Env {name} failed the restore check: {reason}. {_ways_out(self.backend)}")
+        # the check leaves the inner env mid-episode: the caller resets before use (OrderEnforcing is satisfied)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _same_rollouts(first: list[tuple[Any, float, bool]], second: list[tuple[Any, float, bool]]) -> bool:
+    return len(first) == len(second) and all(
+        _same(o1, o2) and r1 == r2 and d1 == d2 for (o1, r1, d1), (o2, r2, d2) in zip(first, second, strict=True)
+    )

@@ -1,0 +1,171 @@
+"""Restoring env states exactly: built-in families, wrappers' state, the protocol, seed and copy modes, and failures."""
+
+import threading
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.monitor import Monitor
+
+from sb3_po.common.env_state import EnvStateError, RestorableEnv
+
+CLASSIC = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"]
+MUJOCO = ["InvertedPendulum-v5", "Hopper-v5"]
+
+
+def restorable(env_id, **kwargs):
+    return RestorableEnv(Monitor(gym.make(env_id)), **kwargs)
+
+
+def play(env, actions):
+    out = []
+    for action in actions:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        out.append((obs.copy(), reward, terminated, truncated))
+        if terminated or truncated:
+            break
+    return out
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for (o1, r1, te1, tr1), (o2, r2, te2, tr2) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(o1, o2)
+        assert (r1, te1, tr1) == (r2, te2, tr2)
+
+
+@pytest.mark.parametrize("env_id", CLASSIC + MUJOCO)
+def test_restore_is_exact_for_builtin_families(env_id):
+    env = restorable(env_id, seed=0)
+    assert env.backend == ("mujoco" if env_id in MUJOCO else "classic_control")
+    env.reset(seed=3)
+    env.action_space.seed(0)
+    play(env, [env.action_space.sample() for _ in range(3)])
+    state = env.get_state()
+    actions = [env.action_space.sample() for _ in range(20)]
+    first = play(env, actions)
+    obs = env.set_state(state)
+    np.testing.assert_array_equal(obs, state["obs"])
+    assert_same(first, play(env, actions))
+
+
+def test_time_limit_and_monitor_stay_truthful():
+    env = RestorableEnv(Monitor(gym.make("Pendulum-v1", max_episode_steps=10)))
+    env.reset(seed=0)
+    prefix = [env.step(np.array([0.5]))[1] for _ in range(4)]
+    state = env.get_state()
+    rest = []
+    for _ in range(10):
+        _, reward, terminated, truncated, info = env.step(np.array([-1.0]))
+        rest.append(reward)
+        if terminated or truncated:
+            break
+    assert len(rest) == 6 and truncated  # the time limit counts the 4 steps before the snapshot
+    assert info["episode"]["r"] == pytest.approx(sum(prefix) + sum(rest), rel=1e-5)
+    # restored into the middle of the episode (after Monitor saw its end): the same 6 steps, the same whole episode
+    env.set_state(state)
+    again = [env.step(np.array([-1.0])) for _ in range(6)]
+    assert again[-1][3] and not any(step[3] for step in again[:-1])
+    assert again[-1][4]["episode"]["r"] == pytest.approx(sum(prefix) + sum(rest), rel=1e-5)
+    assert again[-1][4]["episode"]["l"] == 10
+
+
+class ProtocolEnv(gym.Env):
+    """A random walk that implements the state protocol itself."""
+
+    observation_space = spaces.Box(-np.inf, np.inf, (1,))
+    action_space = spaces.Discrete(2)
+
+    def __init__(self, broken=False):
+        self.x, self.broken = 0.0, broken
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = float(self.np_random.normal())
+        return np.array([self.x], dtype=np.float32), {}
+
+    def step(self, action):
+        self.x += (1.0 if action else -1.0) + 0.1 * float(self.np_random.normal())
+        return np.array([self.x], dtype=np.float32), -abs(self.x), abs(self.x) > 5, False, {}
+
+    def get_state(self):
+        return self.x
+
+    def set_state(self, state):
+        self.x = state + (1.0 if self.broken else 0.0)
+
+
+def test_protocol_is_used_and_env_randomness_still_differs():
+    env = RestorableEnv(Monitor(ProtocolEnv()), seed=0)
+    assert env.backend == "protocol"
+    state, _ = env.new_start_state()
+    a = play(env, [1, 1, 0])
+    env.set_state(state)
+    b = play(env, [1, 1, 0])
+    # same start, same actions, but the env's own noise is not replayed: members differ by it
+    assert not np.array_equal(a[-1][0], b[-1][0])
+
+
+def test_broken_restore_is_detected_at_construction():
+    with pytest.raises(EnvStateError, match=r"ProtocolEnv failed the restore check.*Ways out"):
+        RestorableEnv(Monitor(ProtocolEnv(broken=True)))
+
+
+class Unrestorable(ProtocolEnv):
+    """No protocol, and a lock makes it impossible to deep-copy."""
+
+    get_state = None
+    set_state = None
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
+
+
+def test_non_restorable_env_fails_with_the_ways_out():
+    with pytest.raises(EnvStateError) as error:
+        RestorableEnv(Monitor(Unrestorable()))
+    message = str(error.value)
+    assert "Unrestorable" in message and "get_state()" in message and "state_mode='seed'" in message
+    with pytest.raises(EnvStateError, match="no built-in state support"):
+        RestorableEnv(Monitor(Unrestorable()), mode="state")
+
+
+class DeepCopyable(ProtocolEnv):
+    get_state = None
+    set_state = None
+
+
+def test_copy_mode_is_verified_and_restores():
+    env = RestorableEnv(Monitor(DeepCopyable()), seed=0)
+    assert env.backend == "copy"
+    env.reset(seed=1)
+    state = env.get_state()
+    x = env.unwrapped.x
+    play(env, [1, 1, 1])
+    env.set_state(state)
+    assert env.unwrapped.x == x
+
+
+def test_seed_mode_lunar_lander_and_nondeterministic_reset():
+    env = RestorableEnv(Monitor(gym.make("LunarLander-v3")), mode="seed", seed=0)
+    state, obs = env.new_start_state()
+    np.testing.assert_array_equal(env.set_state(state), obs)
+    assert not env.can_restore_mid_episode
+    with pytest.raises(EnvStateError, match="seed mode"):
+        env.get_state()
+
+    class GlobalRandomReset(ProtocolEnv):
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            self.x = float(np.random.normal())  # ignores the seed
+            return np.array([self.x], dtype=np.float32), {}
+
+    with pytest.raises(EnvStateError, match="not deterministic"):
+        RestorableEnv(Monitor(GlobalRandomReset()), mode="seed")
+
+
+def test_lunar_lander_cannot_be_deep_copied_and_says_so():
+    with pytest.raises(EnvStateError, match="LunarLander"):
+        RestorableEnv(Monitor(gym.make("LunarLander-v3")))

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from sb3_po.grpo.advantages import discounted_reward_to_go, group_advantages, process_advantages
+
+
+def test_mean_std_by_hand():
+    returns = np.array([[1.0, 2.0, 3.0, 6.0]])  # mean 3, population std sqrt(3.5)
+    expected = (returns - 3.0) / np.sqrt(3.5)
+    np.testing.assert_allclose(group_advantages(returns), expected, rtol=1e-7)
+    np.testing.assert_allclose(group_advantages(returns, "mean"), [[-2.0, -1.0, 0.0, 3.0]])
+    np.testing.assert_allclose(group_advantages(returns, scale_rewards="none"), [[-2.0, -1.0, 0.0, 3.0]])
+
+
+def test_batch_scaling_uses_the_std_of_every_return():
+    returns = np.array([[0.0, 2.0], [10.0, 30.0]])
+    batch_std = np.std([0.0, 2.0, 10.0, 30.0])
+    np.testing.assert_allclose(group_advantages(returns, scale_rewards="batch"), [[-1, 1], [-10, 10]] / batch_std, rtol=1e-7)
+
+
+def test_softmax_relative_by_hand():
+    returns = np.array([[0.0, np.log(3.0)]])  # exp: 1 and 3 -> softmax 1/4, 3/4
+    np.testing.assert_allclose(group_advantages(returns, "softmax"), [[0.25 - 0.5, 0.75 - 0.5]], atol=1e-12)
+    # the temperature sharpens: b = 2 -> 1 and 9 -> 1/10, 9/10
+    np.testing.assert_allclose(group_advantages(returns, "softmax", temperature=2.0), [[-0.4, 0.4]], atol=1e-12)
+    # huge returns do not overflow
+    assert np.all(np.isfinite(group_advantages(np.array([[1e6, 1e6 + 1]]), "softmax")))
+
+
+@pytest.mark.parametrize("advantage", ["mean_std", "mean", "softmax"])
+@pytest.mark.parametrize("value", [0.1, 500.0, -1e9, 0.0])
+def test_zero_spread_gives_zero_never_nan(advantage, value):
+    returns = np.full((2, 8), value)
+    returns[1, 3] += 1.0
+    out = group_advantages(returns, advantage)
+    assert np.all(out[0] == 0.0) and np.all(np.isfinite(out)) and np.any(out[1] != 0)
+
+
+def test_process_supervision_by_hand():
+    # group of 2 episodes: rewards [1, 2] and [3]; mean 2, std sqrt(2/3)
+    std = np.sqrt(2 / 3)
+    adv = process_advantages([np.array([1.0, 2.0]), np.array([3.0])])
+    np.testing.assert_allclose(adv[0], [(-1 + 0) / std, 0 / std], rtol=1e-7)
+    np.testing.assert_allclose(adv[1], [1 / std], rtol=1e-7)
+    flat = process_advantages([np.ones(3), np.ones(2)])
+    assert all(np.all(a == 0) for a in flat)
+    np.testing.assert_allclose(process_advantages([np.array([0.0, 2.0])], scale_rewards="none", gamma=0.5)[0], [-1 + 0.5, 1])
+
+
+def test_reward_to_go():
+    np.testing.assert_allclose(discounted_reward_to_go(np.array([1.0, 2.0, 4.0]), 0.5), [1 + 1 + 1, 2 + 2, 4])
+
+
+def test_bad_choices():
+    with pytest.raises(ValueError, match="advantage"):
+        group_advantages(np.zeros((1, 2)), "rank")
+    with pytest.raises(ValueError, match="scale_rewards"):
+        group_advantages(np.zeros((1, 2)), scale_rewards="global")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    returns=hnp.arrays(
+        np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=2, max_side=12), elements=st.floats(-1e6, 1e6)
+    ),
+    advantage=st.sampled_from(["mean_std", "mean", "softmax"]),
+    scale=st.sampled_from(["group", "batch", "none"]),
+)
+def test_fuzz_group_advantages(returns, advantage, scale):
+    out = group_advantages(returns, advantage, scale)
+    assert out.shape == returns.shape and np.all(np.isfinite(out))
+    # relative: every group's advantages sum to zero (up to rounding), and order follows the returns
+    np.testing.assert_allclose(out.sum(axis=1), 0.0, atol=1e-6 * max(1.0, np.abs(out).max()))
+    for r, a in zip(returns, out, strict=True):
+        order = np.argsort(r, kind="stable")
+        assert np.all(np.diff(a[order]) >= -1e-9 * max(1.0, np.abs(a).max()))

@@ -1,0 +1,278 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
+
+from sb3_po import GRPO
+from sb3_po.common.env_state import EnvStateError, RestorableEnv
+from sb3_po.common.policies import ZeroBaseline
+
+
+class StartEnv(gym.Env):
+    """Random start x0 in [0, 1); an episode lasts until a coin (the env's own randomness) comes up 3 times."""
+
+    observation_space = spaces.Box(-np.inf, np.inf, (2,))
+    action_space = spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x0, self.t, self.heads = float(self.np_random.random()), 0, 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([self.x0, self.t], dtype=np.float32)
+
+    def step(self, action):
+        self.t += 1
+        self.heads += int(self.np_random.random() < 0.3)
+        return self._obs(), float(action), self.heads >= 3, self.t >= 50, {}
+
+
+class ConstantEnv(StartEnv):
+    """Every episode has 5 steps and return 5, whatever the actions: every group has zero spread."""
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), 1.0, self.t >= 5, False, {}
+
+
+def make_env(cls, n_envs=1, vec_env_cls=DummyVecEnv, **kwargs):
+    return make_vec_env(cls, n_envs=n_envs, seed=0, wrapper_class=RestorableEnv, vec_env_cls=vec_env_cls, **kwargs)
+
+
+@pytest.mark.parametrize("vec_env_cls,n_envs", [(DummyVecEnv, 1), (DummyVecEnv, 3), (SubprocVecEnv, 3)])
+def test_group_members_share_their_start_and_groups_do_not(vec_env_cls, n_envs):
+    env = make_env(StartEnv, n_envs, vec_env_cls)
+    model = GRPO("MlpPolicy", env, group_size=4, n_groups=3, seed=0, device="cpu")
+    model.learn(1)  # one rollout, one update
+    groups = model.rollout_buffer.groups
+    assert len(groups) == 3 and all(len(g) == 4 for g in groups)
+    starts = [[ep["observations"][0] for ep in group] for group in groups]
+    for group in starts:
+        for obs in group:
+            np.testing.assert_array_equal(obs, group[0])  # x0 and t = 0
+            assert obs[1] == 0
+    firsts = [group[0][0] for group in starts]
+    assert len(set(firsts)) == 3  # three different start states
+    # after the start, members differ (actions and the env's coin): not all episodes are identical
+    assert len({len(ep["rewards"]) for g in groups for ep in g}) > 1
+    env.close()
+
+
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_every_env_step_is_counted(n_envs):
+    model = GRPO("MlpPolicy", make_env(StartEnv, n_envs), group_size=4, n_groups=2, seed=1, device="cpu")
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(1)
+    buffer = model.rollout_buffer
+    idle = model._rollout_idle_steps
+    assert model.num_timesteps == buffer.n_samples + idle
+    assert model.num_timesteps % n_envs == 0
+    if n_envs == 1:
+        assert idle == 0
+    assert model.logger.name_to_value["rollout/idle_fraction"] == pytest.approx(idle / model.num_timesteps)
+
+
+def test_zero_spread_groups_give_zero_advantage_and_no_nan():
+    model = GRPO("MlpPolicy", make_env(ConstantEnv), group_size=4, n_groups=2, seed=0, device="cpu")
+    model.set_logger(configure(None, ["csv"]))
+    before = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach().clone()
+    model.learn(1)
+    assert np.all(model.rollout_buffer.advantages == 0)
+    assert model.logger.name_to_value["train/zero_spread_groups"] == 1.0
+    after = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+    assert th.all(th.isfinite(after)) and th.equal(before, after)  # nothing to learn, nothing moved
+
+
+def test_critic_free_policy_has_no_value_parameters():
+    grpo = GRPO("MlpPolicy", "CartPole-v1", device="cpu")
+    ppo = PPO("MlpPolicy", "CartPole-v1", device="cpu")
+    count = lambda m: sum(p.numel() for p in m.policy.parameters())  # noqa: E731
+    value_params = (4 * 64 + 64) + (64 * 64 + 64) + (64 + 1)
+    assert count(grpo) == count(ppo) - value_params
+    assert isinstance(grpo.policy.value_net, ZeroBaseline)
+    assert not any("value" in name for name, _ in grpo.policy.named_parameters())
+    optimized = {id(p) for g in grpo.policy.optimizer.param_groups for p in g["params"]}
+    assert optimized == {id(p) for p in grpo.policy.parameters()}
+
+
+def test_outcome_advantage_reaches_every_step_of_the_episode():
+    model = GRPO("MlpPolicy", make_env(StartEnv), group_size=4, n_groups=2, seed=0, device="cpu")
+    model.learn(1)
+    buffer = model.rollout_buffer
+    per_episode = np.split(buffer.advantages, np.cumsum(buffer.episode_lengths)[:-1])
+    returns = buffer.episode_returns.reshape(-1)
+    for group in range(2):
+        r = returns[group * 4 : (group + 1) * 4]
+        expected = (r - r.mean()) / (r.std() + 1e-8) if np.ptp(r) > 0 else np.zeros(4)
+        for i in range(4):
+            np.testing.assert_allclose(per_episode[group * 4 + i], expected[i], rtol=1e-5)
+    np.testing.assert_allclose(buffer.weights.sum(), 1.0, rtol=1e-5)  # loss_type="step": mean over all steps
+
+
+@pytest.mark.parametrize("loss_type", ["episode", "dr_grpo"])
+def test_loss_weights(loss_type):
+    normalizer = 50 if loss_type == "dr_grpo" else None  # StartEnv has no spec to read max_episode_steps from
+    model = GRPO(
+        "MlpPolicy",
+        make_env(StartEnv),
+        group_size=4,
+        n_groups=2,
+        loss_type=loss_type,
+        loss_normalizer=normalizer,
+        seed=0,
+        device="cpu",
+    )
+    model.learn(1)
+    buffer = model.rollout_buffer
+    per_episode = np.split(buffer.weights, np.cumsum(buffer.episode_lengths)[:-1])
+    if loss_type == "episode":
+        for w, n in zip(per_episode, buffer.episode_lengths, strict=True):
+            np.testing.assert_allclose(w, 1 / (8 * n), rtol=1e-6)
+    else:
+        np.testing.assert_allclose(buffer.weights, 1 / (8 * 50), rtol=1e-6)
+
+
+def test_reference_policy_kl_updates_and_save_load(tmp_path):
+    env = make_env(StartEnv)
+    model = GRPO("MlpPolicy", env, group_size=4, n_groups=1, beta=0.1, ref_update_interval=2, seed=0, device="cpu")
+    model.set_logger(configure(None, ["csv"]))
+    initial = th.nn.utils.parameters_to_vector(model.ref_policy.parameters()).detach().clone()
+    model.learn(1)
+    ref = th.nn.utils.parameters_to_vector(model.ref_policy.parameters()).detach()
+    assert th.equal(ref, initial) and model._n_rollouts == 1  # not yet: every 2 rollouts
+    assert model.logger.name_to_value["train/kl_ref"] > 0
+    model.learn(1, reset_num_timesteps=False)
+    policy = th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+    ref = th.nn.utils.parameters_to_vector(model.ref_policy.parameters()).detach()
+    assert th.equal(ref, policy) and model._n_ref_updates == 1
+    model.learn(1, reset_num_timesteps=False)  # the policy moves on, the reference stays
+    model.save(tmp_path / "grpo")
+    loaded = GRPO.load(tmp_path / "grpo", env=env, device="cpu")
+    assert loaded._n_rollouts == 3 and loaded._n_ref_updates == 1 and loaded.beta == 0.1
+    for a, b in ((model.ref_policy, loaded.ref_policy), (model.policy, loaded.policy)):
+        assert th.equal(th.nn.utils.parameters_to_vector(a.parameters()), th.nn.utils.parameters_to_vector(b.parameters()))
+    obs = np.random.default_rng(0).random((6, 2)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(1, reset_num_timesteps=False)
+
+
+def test_dr_grpo_normaliser_comes_from_the_time_limit():
+    assert GRPO("MlpPolicy", "CartPole-v1", loss_type="dr_grpo").loss_normalizer == 500
+    with pytest.raises(ValueError, match="needs loss_normalizer"):
+        GRPO("MlpPolicy", make_env(StartEnv), loss_type="dr_grpo")
+
+
+def test_beta_zero_keeps_no_reference_policy():
+    model = GRPO("MlpPolicy", "CartPole-v1", device="cpu")
+    assert model.ref_policy is None and model._get_torch_save_params()[0] == ["policy", "policy.optimizer"]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(advantage="mean"),
+        dict(advantage="softmax", softmax_temperature=0.1),
+        dict(scale_rewards="batch"),
+        dict(supervision="process"),
+        dict(clip_range_upper=0.28),
+        dict(beta=0.05, kl_estimator="exact"),
+        dict(ent_coef=0.01, target_kl=0.05),
+        dict(start_states="visited", visited_capture_prob=0.5, visited_fraction=1.0),
+    ],
+)
+def test_variants_run(kwargs):
+    model = GRPO("MlpPolicy", make_env(StartEnv, 2), group_size=3, n_groups=2, seed=0, device="cpu", **kwargs)
+    model.learn(400)
+    assert model.num_timesteps >= 400
+    assert all(th.all(th.isfinite(p)) for p in model.policy.parameters())
+
+
+def test_visited_start_states_branch_mid_episode():
+    model = GRPO(
+        "MlpPolicy",
+        make_env(StartEnv),
+        group_size=3,
+        n_groups=4,
+        start_states="visited",
+        visited_capture_prob=0.5,
+        visited_fraction=1.0,
+        seed=0,
+        device="cpu",
+    )
+    model.learn(1)
+    assert len(model._visited_states) > 0
+    model.learn(1, reset_num_timesteps=False)
+    starts = [group[0]["observations"][0] for group in model.rollout_buffer.groups]
+    assert any(obs[1] > 0 for obs in starts)  # t > 0: the group starts in the middle of an episode
+    for group in model.rollout_buffer.groups:
+        for ep in group:
+            np.testing.assert_array_equal(ep["observations"][0], group[0]["observations"][0])
+
+
+def test_action_spaces_and_dict_observations():
+    for env_id in ("Pendulum-v1", "MountainCarContinuous-v0"):
+        GRPO("MlpPolicy", env_id, group_size=2, n_groups=1, device="cpu").learn(10)
+    GRPO("MlpPolicy", "Pendulum-v1", group_size=2, n_groups=1, use_sde=True, device="cpu").learn(10)
+
+
+def test_vec_normalize_is_seen_through():
+    env = VecNormalize(make_env(StartEnv, 2), norm_reward=False)
+    model = GRPO("MlpPolicy", env, group_size=3, n_groups=1, seed=0, device="cpu")
+    model.learn(1)
+    raw = np.array([[0.5, 3.0]], dtype=np.float32)
+    np.testing.assert_array_equal(model._vec_obs(raw), env.normalize_obs(raw))  # restored starts are normalised too
+    # with frozen statistics, the members' (normalised) start observations are equal
+    env.training = False
+    model.learn(1, reset_num_timesteps=False)
+    starts = [ep["observations"][0] for ep in model.rollout_buffer.groups[0]]
+    for obs in starts:
+        np.testing.assert_array_equal(obs, starts[0])
+
+
+def test_clear_errors():
+    with pytest.raises(EnvStateError, match=r"wrap each env in sb3_po\.common\.env_state\.RestorableEnv"):
+        GRPO("MlpPolicy", make_vec_env(StartEnv, n_envs=2))
+    with pytest.raises(EnvStateError, match="VecFrameStack"):
+        GRPO("MlpPolicy", VecFrameStack(make_env(StartEnv), 2))
+    with pytest.raises(ValueError, match="norm_reward=False"):
+        GRPO("MlpPolicy", VecNormalize(make_env(StartEnv)))
+    with pytest.raises(EnvStateError, match="mid-episode"):
+        GRPO("MlpPolicy", "CartPole-v1", state_mode="seed", start_states="visited")
+    with pytest.raises(EnvStateError, match="LunarLander"):
+        GRPO("MlpPolicy", "LunarLander-v3")
+    GRPO("MlpPolicy", "LunarLander-v3", state_mode="seed", group_size=2, n_groups=1).learn(10)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(group_size=1), "group_size must be an integer >= 2"),
+        (dict(group_size=2.5), "group_size"),
+        (dict(n_groups=0), "n_groups"),
+        (dict(beta=-0.1), "beta must be"),
+        (dict(clip_range=0.0), "clip_range must be > 0"),
+        (dict(clip_range_upper=-0.2), "clip_range_upper"),
+        (dict(advantage="rank"), "advantage must be one of"),
+        (dict(loss_type="token"), "loss_type"),
+        (dict(supervision="dense"), "supervision"),
+        (dict(start_states="random"), "start_states"),
+        (dict(gamma=0.0), "gamma"),
+        (dict(ref_update_interval=-1), "ref_update_interval"),
+    ],
+)
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GRPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_gym_env_instance_is_wrapped():
+    model = GRPO("MlpPolicy", Monitor(StartEnv()), group_size=2, n_groups=1, device="cpu")
+    assert model.get_env().env_is_wrapped(RestorableEnv) == [True]
+    model.learn(1)
