@@ -106,7 +106,13 @@ def build_model(algo: str, env_id: str, seed: int, hyperparams: dict[str, Any], 
     for key in ("learning_rate", "clip_range", "critic_learning_rate"):
         if key in hp:
             hp[key] = _schedule(hp[key])
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    if algo == "grpo":  # GRPO restores env states: each env is wrapped in RestorableEnv
+        from sb3_po.common.env_state import RestorableEnv
+
+        wrapper_kwargs = dict(mode=hp.get("state_mode", "auto"), seed=seed)
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=wrapper_kwargs)
+    else:
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     if normalize:
         norm_kwargs = normalize if isinstance(normalize, dict) else {}
         if isinstance(normalize, str):
