@@ -216,9 +216,9 @@ class GRPO(OnPolicyAlgorithm):
         self.target_kl = target_kl
         self._n_rollouts = 0  # rollouts trained on, for ref_update_interval
         self._n_ref_updates = 0
-        if self.env is not None:
-            self._check_env(self.env)
         if _init_setup_model:
+            if self.env is not None:
+                self._check_env(self.env)  # at construction; a loaded model is checked when it learns
             self._setup_model()
 
     # -- environments --------------------------------------------------------------------------------------
@@ -315,6 +315,12 @@ class GRPO(OnPolicyAlgorithm):
         if self.beta > 0:
             state_dicts.append("ref_policy")
         return state_dicts, []
+
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
+        # a model loaded for prediction may hold any env; learning needs restorable ones
+        if self.env is not None:
+            self._check_env(self.env)
+        return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
 
     # -- rollouts ------------------------------------------------------------------------------------------
 

@@ -276,3 +276,12 @@ def test_gym_env_instance_is_wrapped():
     model = GRPO("MlpPolicy", Monitor(StartEnv()), group_size=2, n_groups=1, device="cpu")
     assert model.get_env().env_is_wrapped(RestorableEnv) == [True]
     model.learn(1)
+
+
+def test_loaded_model_predicts_in_any_env_and_learns_only_in_restorable_ones(tmp_path):
+    GRPO("MlpPolicy", make_env(StartEnv), group_size=2, n_groups=1, device="cpu").save(tmp_path / "grpo")
+    plain = make_vec_env(StartEnv, n_envs=1)
+    model = GRPO.load(tmp_path / "grpo", env=plain, device="cpu")
+    model.predict(plain.reset(), deterministic=True)
+    with pytest.raises(EnvStateError, match="RestorableEnv"):
+        model.learn(10)
