@@ -1,0 +1,3 @@
+from sb3_po.zoo import main
+
+main()

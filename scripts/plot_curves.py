@@ -1,0 +1,111 @@
+"""
+Learning curves as PNG (mean over seeds with a spread band), without starting a TensorBoard server.
+
+Sources, each grouped into one curve per algorithm (and env):
+- ``--tensorboard DIR``: TensorBoard event files below DIR (SB3's ``tensorboard_log`` or the zoo's
+  ``--tensorboard-log``); runs named ``<NAME>_<k>`` are seeds of NAME; ``--tag`` picks the scalar;
+- ``--zoo DIR``: an RL Zoo log folder (``DIR/<algo>/<env>_<k>/evaluations.npz`` written by its EvalCallback);
+- ``--benchmark DIR``: the JSON results of ``scripts/benchmark.py`` (deterministic evaluation curves).
+
+    python scripts/plot_curves.py --tensorboard runs --tag rollout/ep_rew_mean --out curves.png
+    python scripts/plot_curves.py --benchmark benchmark_results --out-dir docs/curves
+"""
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+Curve = tuple[np.ndarray, np.ndarray]  # (env steps, values)
+SEED_SUFFIX = r"_\d+$"  # SB3 and the zoo number the runs of one name: NAME_1, NAME_2, ...
+
+
+def from_tensorboard(root: Path, tag: str) -> dict[str, list[Curve]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs: dict[str, list[Curve]] = defaultdict(list)
+    for run_dir in sorted({p.parent for p in root.rglob("events.out.tfevents.*")}):
+        accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        if tag not in accumulator.Tags()["scalars"]:
+            continue
+        events = accumulator.Scalars(tag)
+        label = re.sub(SEED_SUFFIX, "", str(run_dir.relative_to(root)))
+        runs[label].append((np.array([e.step for e in events]), np.array([e.value for e in events])))
+    return runs
+
+
+def from_zoo(root: Path) -> dict[str, list[Curve]]:
+    runs: dict[str, list[Curve]] = defaultdict(list)
+    for path in sorted(root.glob("*/*/evaluations.npz")):
+        data = np.load(path)
+        algo, run = path.parent.parent.name, path.parent.name
+        label = f"{algo} {re.sub(SEED_SUFFIX, '', run)}"
+        runs[label].append((data["timesteps"], data["results"].mean(axis=1)))
+    return runs
+
+
+def from_benchmark(root: Path) -> dict[str, dict[str, list[Curve]]]:
+    """{env: {algo: curves}}"""
+    envs: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
+    for path in sorted(root.glob("*/*/*/seed*.json")):
+        if path.relative_to(root).parts[0] == "quick":
+            continue
+        result = json.loads(path.read_text())
+        steps, scores = zip(*result["curve"], strict=True) if result["curve"] else ((), ())
+        envs[result["env"]][f"{result['algo']} ({result['budget'] // 1000}k)"].append((np.array(steps), np.array(scores)))
+    return envs
+
+
+def plot(runs: dict[str, list[Curve]], title: str, ylabel: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, curves in sorted(runs.items()):
+        end = min(c[0][-1] for c in curves if len(c[0]))
+        start = max(c[0][0] for c in curves if len(c[0]))
+        grid = np.linspace(start, end, 200)
+        values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves if len(steps)])
+        mean = values.mean(axis=0)
+        (line,) = ax.plot(grid, mean, label=f"{label} ({len(values)} seeds)")
+        if len(values) > 1:
+            ax.fill_between(grid, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title + "  (line: mean over seeds, band: min to max)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--tensorboard", type=Path)
+    source.add_argument("--zoo", type=Path)
+    source.add_argument("--benchmark", type=Path)
+    parser.add_argument("--tag", default="rollout/ep_rew_mean", help="TensorBoard scalar to plot")
+    parser.add_argument("--out", type=Path, default=Path("learning_curves.png"))
+    parser.add_argument("--out-dir", type=Path, default=Path("learning_curves"), help="--benchmark: one PNG per env")
+    args = parser.parse_args()
+    if args.tensorboard:
+        plot(from_tensorboard(args.tensorboard, args.tag), str(args.tensorboard), args.tag, args.out)
+    elif args.zoo:
+        plot(from_zoo(args.zoo), str(args.zoo), "evaluation return", args.out)
+    else:
+        for env_id, runs in sorted(from_benchmark(args.benchmark).items()):
+            plot(runs, env_id, "deterministic evaluation return", args.out_dir / f"{env_id}.png")
+
+
+if __name__ == "__main__":
+    main()

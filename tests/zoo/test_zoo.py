@@ -1,0 +1,155 @@
+"""The RL Zoo bridge, through rl_zoo3's own train / enjoy / optimize code (no mocks)."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sb3_po.zoo import config_path, default_arguments, main, resolve_hyperparams, with_restorable_env
+
+ALGO_SCALARS = {
+    "vpg": {"train/value_loss", "train/policy_loss", "train/approx_kl"},
+    "kl_ppo": {"train/beta", "train/kl", "train/kl_penalty"},
+    "grpo": {"train/group_return_mean", "train/group_return_std", "train/zero_spread_groups"},
+}
+
+
+def zoo(*args):
+    main(list(args))
+
+
+@pytest.mark.parametrize("algo", ["vpg", "kl_ppo", "grpo"])
+def test_train_enjoy_and_tensorboard_from_the_shipped_yaml(tmp_path, algo):
+    logs, tb = str(tmp_path / "logs"), str(tmp_path / "tb")
+    zoo(
+        "train",
+        "--algo",
+        algo,
+        "--env",
+        "CartPole-v1",
+        "-n",
+        "3000",
+        "-f",
+        logs,
+        "--tensorboard-log",
+        tb,
+        "--eval-freq",
+        "-1",
+        "--seed",
+        "0",
+        "--progress",
+    )
+    run_dir = os.path.join(logs, algo, "CartPole-v1_1")
+    assert os.path.exists(os.path.join(run_dir, "CartPole-v1.zip"))
+    with open(os.path.join(run_dir, "CartPole-v1", "config.yml")) as f:
+        saved = dict(yaml.load(f, Loader=yaml.UnsafeLoader))  # the zoo saves an OrderedDict
+    shipped = yaml.safe_load(config_path(algo).read_text())["CartPole-v1"]
+    assert saved["policy"] == shipped["policy"]
+    events = glob.glob(os.path.join(tb, "CartPole-v1", "*", "events.out.tfevents.*"))
+    assert len(events) == 1
+    accumulator = EventAccumulator(events[0])
+    accumulator.Reload()
+    scalars = set(accumulator.Tags()["scalars"])
+    assert ALGO_SCALARS[algo] | {"rollout/ep_rew_mean"} <= scalars
+    zoo("enjoy", "--algo", algo, "--env", "CartPole-v1", "-f", logs, "-n", "200", "--no-render", "--deterministic")
+
+
+def test_dotted_buffer_class_in_yaml_for_sb3_and_our_algorithms(tmp_path):
+    conf = tmp_path / "conf.yml"
+    entry = dict(
+        n_envs=2,
+        n_timesteps=256,
+        policy="MlpPolicy",
+        n_steps=64,
+        rollout_buffer_class="sb3_po.common.buffers.NStepRolloutBuffer",
+        rollout_buffer_kwargs="dict(n_step=5)",
+    )
+    conf.write_text(yaml.safe_dump({"CartPole-v1": entry}))
+    for algo in ("ppo", "a2c", "trpo", "vpg", "kl_ppo"):
+        zoo(
+            "train",
+            "--algo",
+            algo,
+            "--env",
+            "CartPole-v1",
+            "--conf-file",
+            str(conf),
+            "-f",
+            str(tmp_path / "logs"),
+            "--eval-freq",
+            "-1",
+        )
+        assert os.path.exists(tmp_path / "logs" / algo / "CartPole-v1_1" / "CartPole-v1.zip")
+
+
+def test_resolve_and_wrapper_helpers():
+    resolved = resolve_hyperparams(
+        {
+            "rollout_buffer_class": "sb3_po.common.buffers.TD0RolloutBuffer",
+            "rollout_buffer_kwargs": "dict(n_step=3)",
+            "gamma": 0.9,
+        }
+    )
+    assert resolved["rollout_buffer_class"].__name__ == "TD0RolloutBuffer"
+    assert resolved["rollout_buffer_kwargs"] == {"n_step": 3} and resolved["gamma"] == 0.9
+    restorable = "sb3_po.common.env_state.RestorableEnv"
+    assert with_restorable_env(None) == [restorable]
+    assert with_restorable_env("a.B") == ["a.B", restorable]
+    assert with_restorable_env([{restorable: {"mode": "seed"}}]) == [{restorable: {"mode": "seed"}}]
+
+
+def test_default_arguments():
+    args = default_arguments(["--algo", "grpo", "--env", "Acrobot-v1"])
+    assert args[-2:] == ["--conf-file", str(config_path("grpo"))]
+    assert default_arguments(["--algo", "ppo"]) == ["--algo", "ppo"]  # SB3's own: the zoo's defaults
+    args = default_arguments(["--algo", "vpg", "-optimize", "-f", "L"])
+    assert "--storage" in args and args[args.index("--storage") + 1] == os.path.join("L", "optuna", "vpg_CartPole-v1.log")
+    assert args[args.index("--study-name") + 1] == "vpg_CartPole-v1"
+    assert config_path("grpo").exists() and config_path("kl_ppo").exists() and config_path("vpg").exists()
+
+
+def test_two_workers_share_one_storage(tmp_path):
+    """Two worker processes started with the same command both add trials to the one (default) journal storage."""
+    command = [
+        sys.executable,
+        "-m",
+        "sb3_po.zoo",
+        "train",
+        "--algo",
+        "vpg",
+        "--env",
+        "CartPole-v1",
+        "-n",
+        "1024",
+        "-optimize",
+        "--n-trials",
+        "1",
+        "-f",
+        str(tmp_path / "logs"),
+        "--eval-freq",
+        "-1",
+        "--n-evaluations",
+        "1",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=300)[0].decode() for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "logs" / "optuna" / "vpg_CartPole-v1.log"))
+    )
+    study = optuna.load_study(study_name="vpg_CartPole-v1", storage=storage)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2
+    assert all("Writing report" in out for out in outputs)  # the final report did not crash
