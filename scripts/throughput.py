@@ -26,6 +26,8 @@ import torch as th
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
+from sb3_po.common.env_state import RestorableEnv
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Matched settings per pair: what both algorithms get. Clipping is on for KLPPO, as for PPO.
@@ -47,10 +49,12 @@ PAIRS: dict[str, dict[str, Any]] = {
     ),
     "grpo:ppo": dict(
         env="CartPole-v1",
-        n_envs=8,
-        common=dict(n_steps=256, batch_size=256, n_epochs=10, learning_rate=3e-4, clip_range=0.2),
-        ours=dict(),
-        reference=dict(),
+        n_envs=1,
+        common=dict(n_epochs=10, learning_rate=3e-4, clip_range=0.2),
+        # PPO: 2048 steps in 4 minibatches; GRPO: 2 groups of 16 whole episodes in 4 minibatches. Rollout
+        # lengths differ (GRPO's are whatever the episodes take), so compare the time per 1000 env steps.
+        ours=dict(group_size=16, n_groups=2, n_minibatches=4),
+        reference=dict(n_steps=2048, batch_size=512),
     ),
 }
 
@@ -82,16 +86,17 @@ def env_step_seconds(env_id: str, n_envs: int, n_steps: int) -> float:
     return time.perf_counter() - start
 
 
-def timed_iteration(model) -> tuple[float, float]:
-    """(rollout seconds, train seconds) of one learning iteration, through SB3's own methods."""
+def timed_iteration(model) -> tuple[float, float, int]:
+    """(rollout seconds, train seconds, env steps) of one learning iteration, through SB3's own methods."""
     callback = CallbackList([])
     callback.init_callback(model)
+    steps_before = model.num_timesteps
     start = time.perf_counter()
     model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
     rollout = time.perf_counter() - start
     start = time.perf_counter()
     model.train()
-    return rollout, time.perf_counter() - start
+    return rollout, time.perf_counter() - start, model.num_timesteps - steps_before
 
 
 def measure_pair(pair: str, rounds: int) -> dict[str, Any]:
@@ -101,27 +106,34 @@ def measure_pair(pair: str, rounds: int) -> dict[str, Any]:
     for name, extra in ((ours_name, spec["ours"]), (ref_name, spec["reference"])):
         cls = algorithm(name)
         kwargs = {k: v for k, v in spec["common"].items() if k in inspect.signature(cls).parameters}
-        env = make_vec_env(spec["env"], n_envs=spec["n_envs"], seed=0)
+        wrapper = dict(wrapper_class=RestorableEnv) if name == "grpo" else {}  # GRPO restores env states
+        env = make_vec_env(spec["env"], n_envs=spec["n_envs"], seed=0, **wrapper)
         models[name] = cls("MlpPolicy", env, seed=0, device="cpu", **kwargs, **extra)
         models[name]._setup_learn(10**9, None)  # what learn() does before its first rollout
-    times: dict[str, dict[str, list[float]]] = {name: {"rollout": [], "update": []} for name in models}
+    times: dict[str, dict[str, list[float]]] = {name: {"rollout": [], "update": [], "steps": []} for name in models}
     for _ in range(2):  # warm-up
         for model in models.values():
             timed_iteration(model)
     for _ in range(rounds):
         for name, model in models.items():
-            rollout, update = timed_iteration(model)
+            rollout, update, steps = timed_iteration(model)
             times[name]["rollout"].append(rollout)
             times[name]["update"].append(update)
-    steps = models[ours_name].n_steps * spec["n_envs"]
-    env_seconds = float(
-        np.median([env_step_seconds(spec["env"], spec["n_envs"], models[ours_name].n_steps) for _ in range(5)])
+            times[name]["steps"].append(steps)
+    # env stepping alone, with random actions: the limit no algorithm can beat
+    probe_steps = 2048 // spec["n_envs"]
+    env_seconds_per_step = float(np.median([env_step_seconds(spec["env"], spec["n_envs"], probe_steps) for _ in range(5)])) / (
+        probe_steps * spec["n_envs"]
     )
     result: dict[str, Any] = dict(pair=pair, env=spec["env"], n_envs=spec["n_envs"], settings=spec["common"], rounds=rounds)
     for name in models:
-        rollout, update = float(np.median(times[name]["rollout"])), float(np.median(times[name]["update"]))
+        # per 1000 env steps: total time over all rounds / total env steps (rollout lengths may vary)
+        steps = float(np.sum(times[name]["steps"]))
+        rollout, update = float(np.sum(times[name]["rollout"])), float(np.sum(times[name]["update"]))
+        env_seconds = env_seconds_per_step * steps
         result[name] = dict(
-            update_seconds=update,
+            update_seconds=float(np.median(times[name]["update"])),
+            steps_per_iteration=steps / rounds,
             seconds_per_1000_steps=1000 * (rollout + update) / steps,
             env_seconds_per_1000_steps=1000 * env_seconds / steps,
             inference_seconds_per_1000_steps=1000 * max(rollout - env_seconds, 0.0) / steps,
