@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import (
     VecVideoRecorder,
 )
 
+from sb3_po.common.checks import FiniteCheckMixin, check_finite_loss
 from sb3_po.common.env_state import MODES, EnvStateError, RestorableEnv
 from sb3_po.common.kl import KL_ESTIMATORS, index_distribution, policy_kl, snapshot
 from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS
@@ -35,7 +36,7 @@ START_STATES = ("reset", "visited")
 _TRANSPARENT_VEC_WRAPPERS = (VecNormalize, VecTransposeImage, VecCheckNan, VecVideoRecorder)
 
 
-class GRPO(OnPolicyAlgorithm):
+class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
     """
     Group Relative Policy Optimization (DeepSeekMath, Shao et al. 2024, https://arxiv.org/abs/2402.03300)
     for Gymnasium environments whose state can be restored.
@@ -509,6 +510,7 @@ class GRPO(OnPolicyAlgorithm):
                         print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl:.2f}")
                     break
 
+                check_finite_loss("GRPO", loss, ratio_max=ratio.max())
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

@@ -13,6 +13,7 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from torch.nn import functional as F
 
+from sb3_po.common.checks import FiniteCheckMixin, check_finite_loss
 from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, index_distribution, policy_kl, snapshot
 from sb3_po.kl_ppo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -56,7 +57,7 @@ def adapt_beta(
     return float(np.clip(beta, beta_bounds[0], beta_bounds[1]))
 
 
-class KLPPO(PPO):
+class KLPPO(FiniteCheckMixin, PPO):
     """
     PPO with a KL penalty and an adaptive coefficient beta: the PPO paper's adaptive-KL variant
     (Schulman et al. 2017, section 4, https://arxiv.org/abs/1707.06347). The policy maximises
@@ -357,6 +358,7 @@ class KLPPO(PPO):
                         print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
                     break
 
+                check_finite_loss("KLPPO", loss, kl=kl_mean, beta=self.beta, ratio_max=ratio.max())
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

@@ -11,6 +11,7 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance, up
 from torch.nn import functional as F
 
 from sb3_po.common.buffers import MonteCarloRolloutBuffer
+from sb3_po.common.checks import FiniteCheckMixin, check_finite_loss
 from sb3_po.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, VPGPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
@@ -18,7 +19,7 @@ SelfVPG = TypeVar("SelfVPG", bound="VPG")
 BASELINES = ("value", "none")
 
 
-class VPG(OnPolicyAlgorithm):
+class VPG(FiniteCheckMixin, OnPolicyAlgorithm):
     """
     Vanilla Policy Gradient (REINFORCE with a learned state-value baseline), as in OpenAI Spinning Up.
 
@@ -187,6 +188,7 @@ class VPG(OnPolicyAlgorithm):
         entropy_loss = -th.mean(-log_prob) if entropy is None else -th.mean(entropy)
         loss = policy_loss + self.ent_coef * entropy_loss
 
+        check_finite_loss("VPG", loss, policy_loss=policy_loss)
         self.policy.optimizer.zero_grad()
         loss.backward()
         if self.max_grad_norm is not None:
@@ -207,6 +209,7 @@ class VPG(OnPolicyAlgorithm):
             critic_parameters = self.policy.critic_parameters()
             for _ in range(self.n_critic_updates):
                 value_loss = F.mse_loss(returns, self.policy.predict_values(observations).flatten())
+                check_finite_loss("VPG (baseline)", value_loss)
                 self.policy.critic_optimizer.zero_grad()
                 value_loss.backward()
                 if self.max_grad_norm is not None:
