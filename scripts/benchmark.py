@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -36,13 +37,15 @@ from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalizati
 ROOT = Path(__file__).resolve().parents[1]
 
 # Budget (env steps, shared by every algorithm) and the score that counts as solved.
+# ``random``: the score of uniformly random actions (measured: 100 episodes, seeds 0-99), the zero of the
+# normalised score that aggregates envs: (score - random) / (threshold - random).
 ENVS: dict[str, dict[str, Any]] = {
-    "CartPole-v1": dict(budget=200_000, threshold=475.0),
-    "Acrobot-v1": dict(budget=200_000, threshold=-100.0),
-    "MountainCar-v0": dict(budget=500_000, threshold=-110.0),
-    "Pendulum-v1": dict(budget=200_000, threshold=-200.0),
-    "MountainCarContinuous-v0": dict(budget=200_000, threshold=90.0),
-    "LunarLander-v3": dict(budget=1_000_000, threshold=200.0),
+    "CartPole-v1": dict(budget=200_000, threshold=475.0, random=23.7),
+    "Acrobot-v1": dict(budget=200_000, threshold=-100.0, random=-497.1),
+    "MountainCar-v0": dict(budget=500_000, threshold=-110.0, random=-200.0),
+    "Pendulum-v1": dict(budget=200_000, threshold=-200.0, random=-1207.6),
+    "MountainCarContinuous-v0": dict(budget=200_000, threshold=90.0, random=-33.3),
+    "LunarLander-v3": dict(budget=1_000_000, threshold=200.0, random=-192.0),
 }
 QUICK_BUDGET = 20_000
 # Algorithm-specific scalars recorded after every update (the beta trajectory of KLPPO, GRPO's group statistics, ...)
@@ -217,6 +220,53 @@ def report(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def interquartile_mean(scores: np.ndarray) -> float:
+    """Mean of the middle 50% of the scores (rliable's IQM, Agarwal et al. 2021)."""
+    scores = np.sort(np.asarray(scores, dtype=float).ravel())
+    n = len(scores)
+    return float(scores[n // 4 : n - n // 4].mean()) if n >= 4 else float(scores.mean())
+
+
+def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0) -> str:
+    """
+    Per algorithm, over every env it ran on (at the env's shared budget): the IQM of normalised final scores with
+    a 95% stratified-bootstrap confidence interval (seeds resampled within each env), as rliable computes it.
+    """
+    rng = np.random.default_rng(seed)
+    per_algo: dict[str, dict[str, list[float]]] = {}
+    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
+        r = json.loads(path.read_text())
+        env = ENVS.get(r["env"])
+        if path.relative_to(results_dir).parts[0] == "quick" or env is None or r["budget"] != env["budget"]:
+            continue
+        normalised = (r["final_eval_mean"] - env["random"]) / (env["threshold"] - env["random"])
+        per_algo.setdefault(r["algo"], {}).setdefault(r["env"], []).append(normalised)
+    lines = ["| algo | envs | runs | IQM of normalised score | 95% bootstrap CI |", "|---|---|---|---|---|"]
+    for algo, envs in sorted(per_algo.items()):
+        scores = [np.array(v) for v in envs.values()]
+        boot = [
+            interquartile_mean(np.concatenate([rng.choice(v, size=len(v), replace=True) for v in scores]))
+            for _ in range(n_bootstrap)
+        ]
+        low, high = np.percentile(boot, [2.5, 97.5])
+        iqm = interquartile_mean(np.concatenate(scores))
+        lines.append(f"| {algo} | {', '.join(sorted(envs))} | {sum(map(len, scores))} | {iqm:.3f} | [{low:.3f}, {high:.3f}] |")
+    return "\n".join(lines)
+
+
+def peak_memory(algo: str, env_id: str, steps: int) -> dict[str, Any]:
+    """Parameter count and peak resident memory of one training run, in a fresh process."""
+    code = (
+        "import resource, sys, torch as th; th.set_num_threads(1); sys.path.insert(0, 'scripts');"
+        "from benchmark import build_model, load_hyperparams;"
+        f"m = build_model({algo!r}, {env_id!r}, 0, load_hyperparams({algo!r}, {env_id!r})); m.learn({steps});"
+        "print(sum(p.numel() for p in m.policy.parameters()), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    n_params, max_rss_kib = map(int, out.split()[-2:])
+    return dict(algo=algo, env=env_id, steps=steps, n_params=n_params, peak_rss_mib=max_rss_kib / 1024)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=None, help="default: every algorithm available")
@@ -228,10 +278,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-eval-episodes", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
     parser.add_argument("--report", action="store_true", help="print the tables from the stored results and exit")
+    parser.add_argument("--memory", metavar="ENV_ID", default=None, help="measure parameters and peak memory on ENV_ID")
+    parser.add_argument("--memory-steps", type=int, default=20_000)
     args = parser.parse_args(argv)
 
     if args.report:
         print(report(args.results_dir))
+        print()
+        print(aggregate(args.results_dir))
+        return
+    if args.memory:
+        rows = [peak_memory(algo, args.memory, args.memory_steps) for algo in (args.algos or list(algorithm_classes()))]
+        path = args.results_dir / "memory.json"
+        path.write_text(json.dumps(rows, indent=1))
+        print("| algo | env | parameters | peak resident memory (MiB) |\n|---|---|---|---|")
+        for row in rows:
+            print(f"| {row['algo']} | {row['env']} | {row['n_params']:,} | {row['peak_rss_mib']:.0f} |")
         return
     algos = args.algos or list(algorithm_classes())
     n_seeds = 2 if args.quick else args.seeds
