@@ -83,6 +83,13 @@ def test_exact_kl_matches_the_closed_form(space, use_sde):
     else:
         expected = gaussian_kl(p.loc, p.scale, q.loc, q.scale)
     th.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    # and torch's own KL, summed over the independent dimensions
+    if isinstance(p, list):
+        torch_kl = sum(th.distributions.kl_divergence(pi, qi) for pi, qi in zip(p, q, strict=True))
+    else:
+        torch_kl = th.distributions.kl_divergence(p, q)
+        torch_kl = torch_kl.sum(-1) if torch_kl.dim() > 1 else torch_kl
+    th.testing.assert_close(ours, torch_kl, rtol=1e-5, atol=1e-6)
     assert th.all(ours > 0)
     assert th.allclose(exact_kl(p, p), th.zeros(BATCH), atol=1e-6)
     # the sampled estimators are unbiased: their mean over many actions from p approaches the exact KL
