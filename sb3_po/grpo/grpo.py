@@ -162,9 +162,13 @@ class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
             raise ValueError(f"GRPO: beta must be a finite number >= 0, got {beta!r}")
         if not 0 < gamma <= 1:
             raise ValueError(f"GRPO: gamma must be in (0, 1], got {gamma!r}")
-        for name, value in (("clip_range", clip_range), ("clip_range_upper", clip_range_upper)):
-            if isinstance(value, (int, float)) and not value > 0:
-                raise ValueError(f"GRPO: {name} must be > 0, got {value!r}")
+        # the clipping interval [1 - clip_range, 1 + clip_range_upper] must be in order and keep ratios positive
+        if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
+            raise ValueError(f"GRPO: clip_range must be in (0, 1) so that 0 < 1 - clip_range < 1, got {clip_range!r}")
+        if isinstance(clip_range_upper, (int, float)) and not clip_range_upper > 0:
+            raise ValueError(
+                f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
+            )
         if not 0 <= visited_fraction <= 1 or not 0 <= visited_capture_prob <= 1:
             raise ValueError("GRPO: visited_fraction and visited_capture_prob must lie in [0, 1]")
         if softmax_temperature <= 0:

@@ -174,8 +174,8 @@ class KLPPO(FiniteCheckMixin, PPO):
             raise ValueError(f"KLPPO: kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}")
         if kl_cutoff_coef < 0 or kl_cutoff_factor <= 0:
             raise ValueError("KLPPO: kl_cutoff_coef must be >= 0 and kl_cutoff_factor > 0")
-        if isinstance(clip_range, (int, float)) and clip_range <= 0:
-            raise ValueError(f"KLPPO: clip_range must be > 0, or None for no clipping, got {clip_range!r}")
+        if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
+            raise ValueError(f"KLPPO: clip_range must be in (0, 1), or None for no clipping, got {clip_range!r}")
         self.kl_tolerance = _as_pair(kl_tolerance, "kl_tolerance")
         self.beta_factor = _as_pair(beta_factor, "beta_factor")
         super().__init__(

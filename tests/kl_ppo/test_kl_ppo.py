@@ -256,6 +256,7 @@ def test_identity_env_is_learned():
         (dict(beta_update="epoch"), "beta_update"),
         (dict(kl_estimator="k2"), "kl_estimator"),
         (dict(clip_range=0.0), "clip_range"),
+        (dict(clip_range=1.2), r"clip_range must be in \(0, 1\)"),
         (dict(kl_cutoff_coef=-1.0), "kl_cutoff_coef"),
     ],
 )
