@@ -4,8 +4,7 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-from stable_baselines3.common.type_aliases import MaybeCallback
+from stable_baselines3.common.callbacks import BaseCallback
 
 VEC_CHECK_NAN_HINT = (
     "Wrap the env in stable_baselines3.common.vec_env.VecCheckNan(env, raise_exception=True) to stop at the step "
@@ -45,16 +44,6 @@ class FiniteCheckCallback(BaseCallback):
     def _on_step(self) -> bool:
         check_finite_step(type(self.model).__name__, self.locals["rewards"], self.locals["new_obs"], self.model.num_timesteps)
         return True
-
-
-class FiniteCheckMixin:
-    """For algorithms: every ``learn`` runs :class:`FiniteCheckCallback` before the user's callbacks."""
-
-    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        callback = super()._init_callback(callback, progress_bar)  # type: ignore[misc]
-        checked = CallbackList([FiniteCheckCallback(), callback])
-        checked.init_callback(self)  # type: ignore[arg-type]
-        return checked
 
 
 def check_finite_loss(algo: str, loss: th.Tensor, **context: Any) -> None:

@@ -248,6 +248,9 @@ class RestorableEnv(gym.Wrapper):
         return self.get_state(), obs
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        if kwargs.get("seed") is not None:
+            # a seeded env gives seeded group starts (seed mode) and member RNGs (copy mode)
+            self.rng = np.random.default_rng(kwargs["seed"])
         obs, info = self.env.reset(**kwargs)
         self._last_obs = obs
         return obs, info

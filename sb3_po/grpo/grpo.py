@@ -22,7 +22,8 @@ from stable_baselines3.common.vec_env import (
     VecVideoRecorder,
 )
 
-from sb3_po.common.checks import FiniteCheckMixin, check_finite_loss
+from sb3_po.common.algorithm import SB3POAlgorithmMixin
+from sb3_po.common.checks import check_finite_loss
 from sb3_po.common.env_state import MODES, EnvStateError, RestorableEnv
 from sb3_po.common.kl import KL_ESTIMATORS, index_distribution, policy_kl, snapshot
 from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS
@@ -36,7 +37,7 @@ START_STATES = ("reset", "visited")
 _TRANSPARENT_VEC_WRAPPERS = (VecNormalize, VecTransposeImage, VecCheckNan, VecVideoRecorder)
 
 
-class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
+class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     """
     Group Relative Policy Optimization (DeepSeekMath, Shao et al. 2024, https://arxiv.org/abs/2402.03300)
     for Gymnasium environments whose state can be restored.
@@ -309,11 +310,8 @@ class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
             self.ref_policy.requires_grad_(False)  # type: ignore[union-attr]
         self.clip_range = FloatSchedule(self.clip_range)
         self.clip_range_upper = None if self.clip_range_upper is None else FloatSchedule(self.clip_range_upper)
-        self._visited_states: deque = deque(maxlen=self.visited_pool_size)
-
-    def _excluded_save_params(self) -> list[str]:
-        # the pool of visited states can be large and refills in a few rollouts
-        return [*super()._excluded_save_params(), "_visited_states", "ref_policy"]
+        # the pool of visited start states is saved with the model (a loaded model continues with it)
+        self._visited_states: deque = deque(getattr(self, "_visited_states", ()), maxlen=self.visited_pool_size)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]
@@ -378,6 +376,10 @@ class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
         def assign(slot: int) -> None:
             group = queue.popleft()
             self._start_member(env, slot, starts[group])
+            if self.use_sde:
+                # gSDE's noise is a function of the state: without a new draw, members run one after another in
+                # this slot would replay the same episode from the shared start
+                self.policy.reset_noise(env.num_envs)
             slots[slot] = {"group": group, "observations": [], "actions": [], "log_probs": [], "rewards": []}
 
         for slot in range(env.num_envs):
@@ -389,9 +391,9 @@ class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
                 self.policy.reset_noise(env.num_envs)
             with th.no_grad():
                 obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                actions, _, log_probs = self.policy(obs_tensor)
+                actions, values, log_probs = self.policy(obs_tensor)  # values: zeros, kept for callbacks' locals
             actions = actions.cpu().numpy()
-            log_probs = log_probs.cpu().numpy()
+            log_probs_np = log_probs.cpu().numpy()
             clipped_actions = actions
             if isinstance(self.action_space, spaces.Box):
                 if self.policy.squash_output:
@@ -418,7 +420,7 @@ class GRPO(FiniteCheckMixin, OnPolicyAlgorithm):
                     {k: v[slot] for k, v in self._last_obs.items()} if is_dict_obs else self._last_obs[slot]  # type: ignore[union-attr,index]
                 )
                 member["actions"].append(actions[slot])
-                member["log_probs"].append(log_probs[slot])
+                member["log_probs"].append(log_probs_np[slot])
                 member["rewards"].append(rewards[slot])
                 if dones[slot]:
                     members[member["group"]].append(_episode_arrays(member, is_dict_obs))

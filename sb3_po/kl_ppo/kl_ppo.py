@@ -13,7 +13,8 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Rollout
 from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from torch.nn import functional as F
 
-from sb3_po.common.checks import FiniteCheckMixin, check_finite_loss
+from sb3_po.common.algorithm import SB3POAlgorithmMixin
+from sb3_po.common.checks import check_finite_loss
 from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, index_distribution, policy_kl, snapshot
 from sb3_po.kl_ppo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -57,7 +58,7 @@ def adapt_beta(
     return float(np.clip(beta, beta_bounds[0], beta_bounds[1]))
 
 
-class KLPPO(FiniteCheckMixin, PPO):
+class KLPPO(SB3POAlgorithmMixin, PPO):
     """
     PPO with a KL penalty and an adaptive coefficient beta: the PPO paper's adaptive-KL variant
     (Schulman et al. 2017, section 4, https://arxiv.org/abs/1707.06347). The policy maximises

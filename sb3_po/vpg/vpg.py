@@ -10,8 +10,9 @@ from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedul
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
 from torch.nn import functional as F
 
+from sb3_po.common.algorithm import SB3POAlgorithmMixin
 from sb3_po.common.buffers import MonteCarloRolloutBuffer
-from sb3_po.common.checks import FiniteCheckMixin, check_finite_loss
+from sb3_po.common.checks import check_finite_loss
 from sb3_po.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, VPGPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
@@ -19,7 +20,7 @@ SelfVPG = TypeVar("SelfVPG", bound="VPG")
 BASELINES = ("value", "none")
 
 
-class VPG(FiniteCheckMixin, OnPolicyAlgorithm):
+class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     """
     Vanilla Policy Gradient (REINFORCE with a learned state-value baseline), as in OpenAI Spinning Up.
 

@@ -1,0 +1,74 @@
+"""What every sb3-po algorithm adds to SB3's ``BaseAlgorithm``: checked training input and checked loading."""
+
+import io
+import json
+import pathlib
+import zipfile
+from typing import Any
+
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.type_aliases import MaybeCallback
+
+from sb3_po.common.checks import FiniteCheckCallback
+
+
+def saved_algorithm(path: str | pathlib.Path | io.BufferedIOBase) -> tuple[str | None, str | None]:
+    """
+    ``(sb3-po algorithm, policy class name)`` recorded in a file saved by ``model.save`` (None where absent), read
+    from its ``data`` member without loading any parameters.
+
+    :raises ValueError: when the file is not a readable SB3 zip
+    """
+    name = getattr(path, "name", path)
+    position = path.tell() if hasattr(path, "tell") else None
+    if isinstance(path, (str, pathlib.Path)) and not str(path).endswith(".zip") and not pathlib.Path(path).exists():
+        path = f"{path}.zip"  # as SB3's load does
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, EOFError) as error:
+        raise ValueError(f"{name} is not a model saved by SB3 / sb3-po, or it is truncated or corrupted: {error!r}") from None
+    finally:
+        if position is not None:
+            path.seek(position)  # type: ignore[union-attr]
+    policy = data.get("policy_class", {})
+    policy_name = policy.get(":type:") if isinstance(policy, dict) else None
+    return data.get("_sb3_po_algorithm"), policy_name
+
+
+class SB3POAlgorithmMixin:
+    """
+    Mixed into VPG, KLPPO and GRPO, ahead of their SB3 base class:
+
+    - every ``learn`` runs :class:`FiniteCheckCallback` before the user's callbacks (NaN/inf from the env stop
+      training at the step that produced them);
+    - ``save`` records the algorithm's name; ``load`` refuses a file saved by another algorithm, and turns a
+      truncated or corrupted file into a ``ValueError`` naming it, instead of a half-loaded model.
+    """
+
+    def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
+        callback = super()._init_callback(callback, progress_bar)  # type: ignore[misc]
+        checked = CallbackList([FiniteCheckCallback(), callback])
+        checked.init_callback(self)  # type: ignore[arg-type]
+        return checked
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self._sb3_po_algorithm = type(self).__name__  # saved with the model's data, checked by load()
+        super().save(*args, **kwargs)  # type: ignore[misc]
+
+    @classmethod
+    def load(cls, path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        name = getattr(path, "name", path)
+        algorithm, policy = saved_algorithm(path)
+        accepted = {c.__name__ for c in cls.__mro__}
+        if algorithm not in accepted:
+            saved_by = f"{algorithm}" if algorithm else f"another library's algorithm (policy {policy})"
+            raise ValueError(
+                f"{name} was saved by {saved_by}, not by {cls.__name__}: load it with the class that saved it. "
+                f"To start {cls.__name__} from its weights, build a new {cls.__name__} and copy the matching "
+                "parameters with model.set_parameters(...)."
+            )
+        try:
+            return super().load(path, *args, **kwargs)  # type: ignore[misc]
+        except (AssertionError, zipfile.BadZipFile, json.JSONDecodeError, EOFError, RuntimeError) as error:
+            raise ValueError(f"{name} is truncated or corrupted: {error!r}. Nothing was loaded.") from error
