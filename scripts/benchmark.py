@@ -204,9 +204,9 @@ def report(results_dir: Path) -> str:
     for r in rows:
         cells.setdefault((r["env"], r["algo"], r["budget"]), []).append(r)
     lines = [
-        "| env | algo | budget | seeds | final eval (mean +- std over seeds) | per seed | solved "
+        "| env | algo | budget | env steps taken (mean) | seeds | final eval (mean +- std over seeds) | per seed | solved "
         "| median steps to solve | train time (s/run) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (env_id, algo, budget), runs in sorted(cells.items()):
         finals = np.array([r["final_eval_mean"] for r in runs])
@@ -214,7 +214,8 @@ def report(results_dir: Path) -> str:
         median = f"{int(np.median(solved)):,}" if solved else "-"
         per_seed = ", ".join(f"{f:.0f}" for f in finals)
         lines.append(
-            f"| {env_id} | {algo} | {budget:,} | {len(runs)} | {finals.mean():.1f} +- {finals.std():.1f} | {per_seed} "
+            f"| {env_id} | {algo} | {budget:,} | {np.mean([r['env_steps'] for r in runs]):,.0f} | {len(runs)} "
+            f"| {finals.mean():.1f} +- {finals.std():.1f} | {per_seed} "
             f"| {len(solved)}/{len(runs)} | {median} | {np.mean([r['train_seconds'] for r in runs]):.0f} |"
         )
     return "\n".join(lines)
