@@ -41,7 +41,7 @@ class SB3POAlgorithmMixin:
     Mixed into VPG, KLPPO and GRPO, ahead of their SB3 base class:
 
     - every ``learn`` runs :class:`FiniteCheckCallback` before the user's callbacks (NaN/inf from the env stop
-      training at the step that produced them);
+      training at the step that produced them), and a SubprocVecEnv worker that died turns into a clear error;
     - ``save`` records the algorithm's name; ``load`` refuses a file saved by another algorithm, and turns a
       truncated or corrupted file into a ``ValueError`` naming it, instead of a half-loaded model.
     """
@@ -51,6 +51,18 @@ class SB3POAlgorithmMixin:
         checked = CallbackList([FiniteCheckCallback(), callback])
         checked.init_callback(self)  # type: ignore[arg-type]
         return checked
+
+    def learn(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().learn(*args, **kwargs)  # type: ignore[misc]
+        except (EOFError, BrokenPipeError, ConnectionResetError) as error:
+            # SubprocVecEnv: a worker whose env raised dies after printing the env's traceback to stderr, and the
+            # main process only sees the closed pipe
+            raise RuntimeError(
+                f"{type(self).__name__}: an environment worker process stopped while training ({type(error).__name__}): "
+                "most likely its env raised an exception, whose traceback the worker printed above. The model is "
+                "intact (save() and predict() work); fix the env and build a new VecEnv to continue (model.set_env)."
+            ) from error
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         self._sb3_po_algorithm = type(self).__name__  # saved with the model's data, checked by load()

@@ -1,0 +1,45 @@
+"""What every sb3-po algorithm adds to SB3's BaseAlgorithm: an env that raises in a worker process."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import SubprocVecEnv
+
+from sb3_po import GRPO, KLPPO, VPG
+from sb3_po.common.env_state import RestorableEnv
+
+
+class RaisingEnv(gym.Env):
+    """Raises inside step at its 30th step."""
+
+    observation_space = spaces.Box(-1, 1, (2,))
+    action_space = spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 30:
+            raise RuntimeError("sensor disconnected")
+        return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 100, {}
+
+
+@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO])
+def test_an_env_raising_in_a_subprocess_is_reported_and_the_model_survives(tmp_path, algo):
+    wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(verify_steps=1)) if algo is GRPO else {}
+    env = make_vec_env(RaisingEnv, n_envs=2, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork"), **wrapper)
+    kwargs = dict(group_size=2, n_groups=1) if algo is GRPO else dict(n_steps=16)
+    if algo is KLPPO:
+        kwargs["batch_size"] = 16
+    model = algo("MlpPolicy", env, device="cpu", **kwargs)
+    with pytest.raises(RuntimeError, match=r"an environment worker process stopped .* traceback the worker printed above"):
+        model.learn(200)
+    model.save(tmp_path / "model")
+    loaded = algo.load(tmp_path / "model", device="cpu")
+    obs = np.zeros((3, 2), dtype=np.float32)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
