@@ -207,6 +207,17 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
             device=device,
             _init_setup_model=False,
         )
+        if self.env is not None:
+            buffer_size = self.n_steps * self.env.num_envs
+            if batch_size < buffer_size and buffer_size % batch_size:
+                # PPO only warns; a batch_size >= the rollout (one full-batch minibatch, as some RL Zoo entries use)
+                # stays valid
+                divisor = max(d for d in range(1, batch_size + 1) if buffer_size % d == 0)
+                raise ValueError(
+                    f"KLPPO: batch_size={batch_size} does not divide n_steps * n_envs = {buffer_size}, so every epoch "
+                    f"would end with a truncated minibatch. Use a divisor of {buffer_size} (e.g. {divisor}), or "
+                    f"batch_size >= {buffer_size} for full-batch updates."
+                )
         self.kl_target = kl_target
         self.beta = float(beta)  # the current coefficient: adapted in train(), saved and restored with the model
         self.adaptive_beta = adaptive_beta

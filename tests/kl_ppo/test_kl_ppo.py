@@ -263,3 +263,10 @@ def test_identity_env_is_learned():
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KLPPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_batch_size_must_divide_the_rollout_or_cover_it():
+    with pytest.raises(ValueError, match=r"batch_size=48 does not divide n_steps \* n_envs = 64.*e\.g\. 32"):
+        KLPPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=48)
+    KLPPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=32)
+    KLPPO("MlpPolicy", "CartPole-v1", n_steps=8, batch_size=256)  # the RL Zoo's MountainCarContinuous entry: full batch
