@@ -43,3 +43,22 @@ def test_an_env_raising_in_a_subprocess_is_reported_and_the_model_survives(tmp_p
     loaded = algo.load(tmp_path / "model", device="cpu")
     obs = np.zeros((3, 2), dtype=np.float32)
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+class TupleActionEnv(gym.Env):
+    observation_space = spaces.Box(-1, 1, (2,))
+    action_space = spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3)))
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(2, dtype=np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO])
+def test_unsupported_action_space_fails_at_construction(algo):
+    # SB3's own check and message, as for PPO and A2C
+    with pytest.raises(AssertionError, match=r"The algorithm only supports .* as action spaces but Tuple"):
+        algo("MlpPolicy", TupleActionEnv())
