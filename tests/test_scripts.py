@@ -1,0 +1,64 @@
+"""The scripts in scripts/: learning-curve plots from event files and benchmark JSON, and the benchmark's statistics."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sb3_po import VPG
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plot_curves_from_tensorboard_groups_seeds(tmp_path):
+    plot_curves = load_script("plot_curves")
+    for seed in range(2):
+        VPG("MlpPolicy", "CartPole-v1", n_steps=256, seed=seed, tensorboard_log=str(tmp_path / "tb"), device="cpu").learn(
+            1024, tb_log_name="VPG"
+        )
+    runs = plot_curves.from_tensorboard(tmp_path / "tb", "rollout/ep_rew_mean")
+    assert list(runs) == ["VPG"] and len(runs["VPG"]) == 2  # VPG_1 and VPG_2 are two seeds of one curve
+    out = tmp_path / "curves.png"
+    plot_curves.plot(runs, "test", "rollout/ep_rew_mean", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_benchmark_statistics(tmp_path):
+    benchmark = load_script("benchmark")
+    assert benchmark.interquartile_mean(np.arange(8)) == np.mean([2, 3, 4, 5])
+    assert benchmark.interquartile_mean([1.0, 2.0]) == 1.5
+    # two envs x 3 seeds of one algorithm, stored as the benchmark stores them
+    for env_id, scores in (("CartPole-v1", [475.0, 475.0, 23.7]), ("Acrobot-v1", [-100.0, -100.0, -100.0])):
+        for seed, score in enumerate(scores):
+            path = tmp_path / "algo" / env_id / str(benchmark.ENVS[env_id]["budget"]) / f"seed{seed}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                json.dumps(
+                    dict(
+                        algo="algo",
+                        env=env_id,
+                        seed=seed,
+                        budget=benchmark.ENVS[env_id]["budget"],
+                        final_eval_mean=score,
+                        env_steps=benchmark.ENVS[env_id]["budget"],
+                        steps_to_threshold=None,
+                        train_seconds=1.0,
+                        curve=[[1, score]],
+                    )
+                )
+            )
+    table = benchmark.aggregate(tmp_path, n_bootstrap=200)
+    # normalised scores: 1, 1, 0 (CartPole) and 1, 1, 1 (Acrobot) -> IQM of [0, 1, 1, 1, 1, 1] = mean of the middle 4 = 1
+    assert "| algo | Acrobot-v1, CartPole-v1 | 6 | 1.000 |" in table
+    report = benchmark.report(tmp_path)
+    assert "| CartPole-v1 | algo | 200,000 | 200,000 | 3 | 324.6 +- 212.7 | 475, 475, 24 | 0/3 |" in report
