@@ -46,6 +46,8 @@ ENVS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": dict(budget=200_000, threshold=-200.0, random=-1207.6),
     "MountainCarContinuous-v0": dict(budget=200_000, threshold=90.0, random=-33.3),
     "LunarLander-v3": dict(budget=1_000_000, threshold=200.0, random=-192.0),
+    # MuJoCo (the mujoco extra), where GRPO restores the full physics state
+    "InvertedPendulum-v5": dict(budget=100_000, threshold=950.0, random=5.2),
 }
 QUICK_BUDGET = 20_000
 # Algorithm-specific scalars recorded after every update (the beta trajectory of KLPPO, GRPO's group statistics, ...)
