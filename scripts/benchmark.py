@@ -230,30 +230,35 @@ def interquartile_mean(scores: np.ndarray) -> float:
     return float(scores[n // 4 : n - n // 4].mean()) if n >= 4 else float(scores.mean())
 
 
-def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0) -> str:
+def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: list[str] | None = None) -> str:
     """
-    Per algorithm, over every env it ran on (at the env's shared budget): the IQM of normalised final scores with
-    a 95% stratified-bootstrap confidence interval (seeds resampled within each env), as rliable computes it.
+    Per algorithm, over ``envs`` (default: every env it ran on) at each env's shared budget: the IQM of normalised
+    final scores with a 95% stratified-bootstrap confidence interval (seeds resampled within each env), as rliable
+    computes it. With ``envs`` given, only algorithms with results on all of them are listed, so rows compare.
     """
-    rng = np.random.default_rng(seed)
     per_algo: dict[str, dict[str, list[float]]] = {}
     for path in sorted(results_dir.glob("*/*/*/seed*.json")):
         r = json.loads(path.read_text())
         env = ENVS.get(r["env"])
         if path.relative_to(results_dir).parts[0] == "quick" or env is None or r["budget"] != env["budget"]:
             continue
+        if envs is not None and r["env"] not in envs:
+            continue
         normalised = (r["final_eval_mean"] - env["random"]) / (env["threshold"] - env["random"])
         per_algo.setdefault(r["algo"], {}).setdefault(r["env"], []).append(normalised)
     lines = ["| algo | envs | runs | IQM of normalised score | 95% bootstrap CI |", "|---|---|---|---|---|"]
-    for algo, envs in sorted(per_algo.items()):
-        scores = [np.array(v) for v in envs.values()]
+    for algo, ran in sorted(per_algo.items()):
+        if envs is not None and set(ran) != set(envs):
+            continue
+        scores = [np.array(v) for v in ran.values()]
+        rng = np.random.default_rng(seed)  # one stream per row: a row's interval does not depend on the others
         boot = [
             interquartile_mean(np.concatenate([rng.choice(v, size=len(v), replace=True) for v in scores]))
             for _ in range(n_bootstrap)
         ]
         low, high = np.percentile(boot, [2.5, 97.5])
         iqm = interquartile_mean(np.concatenate(scores))
-        lines.append(f"| {algo} | {', '.join(sorted(envs))} | {sum(map(len, scores))} | {iqm:.3f} | [{low:.3f}, {high:.3f}] |")
+        lines.append(f"| {algo} | {', '.join(sorted(ran))} | {sum(map(len, scores))} | {iqm:.3f} | [{low:.3f}, {high:.3f}] |")
     return "\n".join(lines)
 
 
@@ -288,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         print(report(args.results_dir))
         print()
-        print(aggregate(args.results_dir))
+        envs = None if args.envs == list(ENVS) else args.envs
+        print(aggregate(args.results_dir, envs=envs))
         return
     if args.memory:
         rows = [peak_memory(algo, args.memory, args.memory_steps) for algo in (args.algos or list(algorithm_classes()))]
