@@ -77,11 +77,20 @@ def process_advantages(
     return [discounted_reward_to_go((r - mean) / (scale + eps), gamma) for r in rewards]
 
 
+def discounted_return(rewards: np.ndarray, gamma: float = 1.0) -> float:
+    """``sum_t gamma^t r_t`` of one episode: the score of outcome supervision."""
+    rewards = np.asarray(rewards, dtype=np.float64)
+    return float(rewards.sum() if gamma == 1.0 else rewards @ gamma ** np.arange(len(rewards)))
+
+
 def discounted_reward_to_go(rewards: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     """``G_t = sum_{k >= t} gamma^(k - t) r_k`` for one episode."""
-    out = np.zeros_like(rewards, dtype=np.float64)
+    rewards = np.asarray(rewards, dtype=np.float64)
+    if gamma == 1.0:
+        return np.cumsum(rewards[::-1])[::-1]
+    out = np.zeros_like(rewards)
     running = 0.0
-    for t in range(len(rewards) - 1, -1, -1):
+    for t in range(len(rewards) - 1, -1, -1):  # gamma^-t scaling would overflow on long episodes
         running = rewards[t] + gamma * running
         out[t] = running
     return out

@@ -7,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 
-from sb3_po.grpo.advantages import discounted_reward_to_go, group_advantages, process_advantages
+from sb3_po.grpo.advantages import discounted_return, group_advantages, process_advantages
 
 LOSS_TYPES = ("step", "episode", "dr_grpo")
 SUPERVISIONS = ("outcome", "process")
@@ -50,6 +50,7 @@ class GroupRolloutBuffer(RolloutBuffer):
     def reset(self) -> None:
         # episodes[g] lists the group's member episodes: dicts of per-step arrays
         self.groups: list[list[dict[str, Any]]] = []
+        self.episode_returns = np.zeros((0, 0))
         self.n_samples = 0
         self.full = False
         self.generator_ready = False
@@ -62,11 +63,6 @@ class GroupRolloutBuffer(RolloutBuffer):
         """
         self.groups.append(episodes)
 
-    @property
-    def episode_returns(self) -> np.ndarray:
-        """(n_groups, group_size) discounted returns of the member episodes from their start state."""
-        return np.array([[discounted_reward_to_go(ep["rewards"], self.gamma)[0] for ep in group] for group in self.groups])
-
     def finalize(
         self,
         supervision: str = "outcome",
@@ -78,6 +74,10 @@ class GroupRolloutBuffer(RolloutBuffer):
     ) -> None:
         """Flatten the episodes and compute each step's advantage and loss weight."""
         episodes = [ep for group in self.groups for ep in group]
+        # (n_groups, group_size) discounted returns of the member episodes from their start state
+        self.episode_returns = np.array(
+            [[discounted_return(ep["rewards"], self.gamma) for ep in group] for group in self.groups]
+        )
         lengths = np.array([len(ep["rewards"]) for ep in episodes])
         if supervision == "outcome":
             per_episode = group_advantages(self.episode_returns, advantage, scale_rewards, temperature).reshape(-1)

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sb3_po.grpo.advantages import discounted_reward_to_go, group_advantages, process_advantages
+from sb3_po.grpo.advantages import discounted_return, discounted_reward_to_go, group_advantages, process_advantages
 
 
 def test_mean_std_by_hand():
@@ -52,6 +52,8 @@ def test_process_supervision_by_hand():
 
 def test_reward_to_go():
     np.testing.assert_allclose(discounted_reward_to_go(np.array([1.0, 2.0, 4.0]), 0.5), [1 + 1 + 1, 2 + 2, 4])
+    np.testing.assert_allclose(discounted_reward_to_go(np.array([1.0, 2.0, 4.0])), [7, 6, 4])
+    assert discounted_return(np.array([1.0, 2.0, 4.0]), 0.5) == 3.0 and discounted_return(np.array([1.0, 2.0, 4.0])) == 7.0
 
 
 def test_bad_choices():
