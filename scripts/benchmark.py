@@ -101,7 +101,9 @@ def _schedule(value: Any) -> Any:
 
 
 def build_model(algo: str, env_id: str, seed: int, hyperparams: dict[str, Any], device: str = "cpu"):
-    hp = dict(hyperparams)
+    from sb3_po.zoo import resolve_hyperparams  # dotted rollout_buffer_class strings, as the zoo bridge does
+
+    hp = resolve_hyperparams(hyperparams)
     hp.pop("n_timesteps", None)
     n_envs = hp.pop("n_envs", 1)
     normalize = hp.pop("normalize", False)

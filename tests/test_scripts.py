@@ -62,3 +62,23 @@ def test_benchmark_statistics(tmp_path):
     assert "| algo | Acrobot-v1, CartPole-v1 | 6 | 1.000 |" in table
     report = benchmark.report(tmp_path)
     assert "| CartPole-v1 | algo | 200,000 | 200,000 | 3 | 324.6 +- 212.7 | 475, 475, 24 | 0/3 |" in report
+
+
+def test_every_shipped_zoo_entry_builds():
+    """Each entry of each YAML in zoo_configs/ is valid for its algorithm (no typos in keys, classes or kwargs)."""
+    import yaml
+
+    benchmark = load_script("benchmark")
+    files = sorted((ROOT / "zoo_configs").glob("*.yml"))
+    assert {f.stem for f in files} >= {"vpg", "kl_ppo", "grpo", "ppo_estimators", "a2c_estimators", "trpo_estimators"}
+    built = 0
+    for path in files:
+        algo = path.stem.removesuffix("_estimators")
+        for env_id, entry in yaml.safe_load(path.read_text()).items():
+            model = benchmark.build_model(algo, env_id, seed=0, hyperparams=entry)
+            assert model.n_envs == entry.get("n_envs", 1)
+            if "rollout_buffer_class" in entry:
+                assert type(model.rollout_buffer).__name__ == entry["rollout_buffer_class"].rsplit(".", 1)[1]
+            model.env.close()
+            built += 1
+    assert built >= 12
