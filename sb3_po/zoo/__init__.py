@@ -58,11 +58,16 @@ def resolve_hyperparams(hyperparams: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
-def with_restorable_env(env_wrapper: Any) -> list[Any]:
-    """The zoo's ``env_wrapper`` entry with ``RestorableEnv`` appended (outermost, above Monitor) if absent."""
+def with_restorable_env(env_wrapper: Any, state_mode: str = "auto") -> list[Any]:
+    """
+    The zoo's ``env_wrapper`` entry with ``RestorableEnv`` appended (outermost, above Monitor) if absent,
+    restoring states the way GRPO's ``state_mode`` hyperparameter asks (e.g. ``seed`` for LunarLander).
+    """
     wrappers = [] if env_wrapper is None else (list(env_wrapper) if isinstance(env_wrapper, list) else [env_wrapper])
     names = [w if isinstance(w, str) else next(iter(w)) for w in wrappers]
-    return wrappers if RESTORABLE_ENV in names else [*wrappers, RESTORABLE_ENV]
+    if RESTORABLE_ENV in names:
+        return wrappers
+    return [*wrappers, RESTORABLE_ENV if state_mode == "auto" else {RESTORABLE_ENV: {"mode": state_mode}}]
 
 
 class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
@@ -75,7 +80,9 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
     def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):  # type: ignore[override]
         hyperparams = resolve_hyperparams(hyperparams)
         if self.algo == "grpo":
-            hyperparams["env_wrapper"] = with_restorable_env(hyperparams.get("env_wrapper"))
+            hyperparams["env_wrapper"] = with_restorable_env(
+                hyperparams.get("env_wrapper"), hyperparams.get("state_mode", "auto")
+            )
         return super()._preprocess_hyperparams(hyperparams)
 
     def _preprocess_schedules(self, hyperparams: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sb3_po.grpo import GRPO
 from sb3_po.zoo import config_path, default_arguments, main, resolve_hyperparams, with_restorable_env
 
 ALGO_SCALARS = {
@@ -101,6 +102,20 @@ def test_resolve_and_wrapper_helpers():
     assert with_restorable_env(None) == [restorable]
     assert with_restorable_env("a.B") == ["a.B", restorable]
     assert with_restorable_env([{restorable: {"mode": "seed"}}]) == [{restorable: {"mode": "seed"}}]
+    assert with_restorable_env(None, "seed") == [{restorable: {"mode": "seed"}}]
+    assert with_restorable_env("a.B", "copy") == ["a.B", {restorable: {"mode": "copy"}}]
+
+
+def test_grpo_lunar_lander_from_the_shipped_yaml(tmp_path):
+    """LunarLander restores states by reset seed only: the shipped entry's state_mode reaches the env wrapper."""
+    logs = str(tmp_path / "logs")
+    zoo("train", "--algo", "grpo", "--env", "LunarLander-v3", "-n", "500", "-f", logs, "--eval-freq", "-1", "--seed", "0")
+    run_dir = os.path.join(logs, "grpo", "LunarLander-v3_1")
+    with open(os.path.join(run_dir, "LunarLander-v3", "config.yml")) as f:
+        saved = dict(yaml.load(f, Loader=yaml.UnsafeLoader))
+    assert saved["state_mode"] == "seed"
+    model = GRPO.load(os.path.join(run_dir, "LunarLander-v3.zip"))
+    assert model.num_timesteps >= 500 and model.state_mode == "seed"
 
 
 def test_default_arguments():
