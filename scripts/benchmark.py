@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algos", nargs="+", default=None, help="default: every algorithm available")
     parser.add_argument("--envs", nargs="+", default=list(ENVS))
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N-1); full mode needs >= 5")
+    parser.add_argument("--first-seed", type=int, default=0, help="start at this seed (to split seeds over processes)")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_BUDGET} steps, 2 seeds: checks the pipeline only")
     parser.add_argument("--budget", type=int, default=None, help="override every env's budget (not for published tables)")
     parser.add_argument("--eval-freq", type=int, default=None, help=f"default: the env's, else {EVAL_FREQ}")
@@ -315,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     for env_id in args.envs:
         budget = QUICK_BUDGET if args.quick else (args.budget or ENVS[env_id]["budget"])
         for algo in algos:
-            for seed in range(n_seeds):
+            for seed in range(args.first_seed, args.first_seed + n_seeds):
                 path = result_path(results_dir, algo, env_id, budget, seed)
                 if path.exists():
                     continue
