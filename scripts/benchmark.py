@@ -12,7 +12,7 @@ format), otherwise the algorithm's defaults. ``n_timesteps`` in the YAML is igno
 the env's, shared by all algorithms.
 
     python scripts/benchmark.py --algos vpg --envs CartPole-v1 --seeds 5
-    python scripts/benchmark.py --report
+    python scripts/benchmark.py --report --aggregate-plot docs/results/aggregate.png
 """
 
 import argparse
@@ -241,7 +241,9 @@ def interquartile_mean(scores: np.ndarray) -> float:
     return float(scores[n // 4 : n - n // 4].mean()) if n >= 4 else float(scores.mean())
 
 
-def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: list[str] | None = None) -> str:
+def aggregate_rows(
+    results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: list[str] | None = None
+) -> list[dict[str, Any]]:
     """
     Per algorithm, over ``envs`` (default: every env it ran on) at each env's shared budget: the IQM of normalised
     final scores with a 95% stratified-bootstrap confidence interval (seeds resampled within each env), as rliable
@@ -257,7 +259,7 @@ def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: l
             continue
         normalised = (r["final_eval_mean"] - env["random"]) / (env["threshold"] - env["random"])
         per_algo.setdefault(r["algo"], {}).setdefault(r["env"], []).append(normalised)
-    lines = ["| algo | envs | runs | IQM of normalised score | 95% bootstrap CI |", "|---|---|---|---|---|"]
+    rows = []
     for algo, ran in sorted(per_algo.items()):
         if envs is not None and set(ran) != set(envs):
             continue
@@ -269,8 +271,43 @@ def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: l
         ]
         low, high = np.percentile(boot, [2.5, 97.5])
         iqm = interquartile_mean(np.concatenate(scores))
-        lines.append(f"| {algo} | {', '.join(sorted(ran))} | {sum(map(len, scores))} | {iqm:.3f} | [{low:.3f}, {high:.3f}] |")
+        rows.append(dict(algo=algo, envs=sorted(ran), runs=sum(map(len, scores)), iqm=iqm, low=low, high=high))
+    return rows
+
+
+def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: list[str] | None = None) -> str:
+    """The rows of :func:`aggregate_rows` as a Markdown table."""
+    lines = ["| algo | envs | runs | IQM of normalised score | 95% bootstrap CI |", "|---|---|---|---|---|"]
+    for row in aggregate_rows(results_dir, n_bootstrap, seed, envs):
+        lines.append(
+            f"| {row['algo']} | {', '.join(row['envs'])} | {row['runs']} | {row['iqm']:.3f} "
+            f"| [{row['low']:.3f}, {row['high']:.3f}] |"
+        )
     return "\n".join(lines)
+
+
+def plot_aggregate(rows: list[dict[str, Any]], out: Path) -> None:
+    """rliable's interval plot: one bar per algorithm from the CI's low to high end, the IQM marked on it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda row: row["iqm"])
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.4))
+    for y, row in enumerate(rows):
+        ax.barh(y, row["high"] - row["low"], left=row["low"], height=0.6, alpha=0.4)
+        ax.plot([row["iqm"]] * 2, [y - 0.3, y + 0.3], color="black")
+    ax.set_yticks(range(len(rows)), [row["algo"] for row in rows])
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    envs = sorted({env for row in rows for env in row["envs"]})
+    ax.set_xlabel("IQM of (score - random) / (solved - random); bar: 95% stratified bootstrap CI")
+    ax.set_title(f"{len(envs)} envs: " + ", ".join(envs), fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def peak_memory(algo: str, env_id: str, steps: int) -> dict[str, Any]:
@@ -298,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-eval-episodes", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
     parser.add_argument("--report", action="store_true", help="print the tables from the stored results and exit")
+    parser.add_argument("--aggregate-plot", type=Path, default=None, help="--report: also plot the aggregate as PNG")
     parser.add_argument("--memory", metavar="ENV_ID", default=None, help="measure parameters and peak memory on ENV_ID")
     parser.add_argument("--memory-steps", type=int, default=20_000)
     args = parser.parse_args(argv)
@@ -307,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         print()
         envs = None if args.envs == TABLE_ENVS else args.envs
         print(aggregate(args.results_dir, envs=envs))
+        if args.aggregate_plot:
+            plot_aggregate(aggregate_rows(args.results_dir, envs=envs), args.aggregate_plot)
+            print(f"wrote {args.aggregate_plot}")
         return
     if args.memory:
         rows = [peak_memory(algo, args.memory, args.memory_steps) for algo in (args.algos or list(algorithm_classes()))]

@@ -60,6 +60,12 @@ def test_benchmark_statistics(tmp_path):
     table = benchmark.aggregate(tmp_path, n_bootstrap=200)
     # normalised scores: 1, 1, 0 (CartPole) and 1, 1, 1 (Acrobot) -> IQM of [0, 1, 1, 1, 1, 1] = mean of the middle 4 = 1
     assert "| algo | Acrobot-v1, CartPole-v1 | 6 | 1.000 |" in table
+    (row,) = benchmark.aggregate_rows(tmp_path, n_bootstrap=200)
+    # every bootstrap sample keeps Acrobot's three 1s and draws CartPole's three from [1, 1, 0]: IQM 1 with at most
+    # one 0, 0.75 with two, 0.5 with three (probability 1/27 = 3.7%, above the 2.5% tail): the interval is [0.5, 1]
+    assert (row["runs"], row["iqm"], row["low"], row["high"]) == (6, 1.0, 0.5, 1.0)
+    benchmark.plot_aggregate([row], tmp_path / "aggregate.png")
+    assert (tmp_path / "aggregate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = benchmark.report(tmp_path)
     assert "| CartPole-v1 | algo | 200,000 | 200,000 | 3 | 324.6 +- 212.7 | 475, 475, 24 | 0/3 |" in report
 
