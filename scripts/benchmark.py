@@ -50,7 +50,7 @@ ENVS: dict[str, dict[str, Any]] = {
     # MuJoCo (the mujoco extra), where GRPO restores the full physics state
     "InvertedPendulum-v5": dict(budget=100_000, threshold=950.0, random=5.2),
     # Beyond the six envs, for the zoo entries of the box2d and mujoco extras (the RL Zoo's PPO budgets).
-    # Hopper's threshold is the RL Zoo PPO's published Hopper score (2410 on Hopper-v3), not gymnasium's 3800.
+    # Hopper's threshold is about the RL Zoo PPO's published Hopper score (2410 on Hopper-v3), not gymnasium's 3800.
     "LunarLanderContinuous-v3": dict(budget=1_000_000, threshold=200.0, random=-206.7, eval_freq=50_000),
     "Hopper-v5": dict(budget=1_000_000, threshold=2400.0, random=17.0, eval_freq=50_000),
 }
