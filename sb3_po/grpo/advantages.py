@@ -1,10 +1,15 @@
 """
-GRPO's group-relative advantages (DeepSeekMath, Shao et al. 2024), as small pure functions on arrays.
+GRPO's group-relative advantages (DeepSeekMath, Shao et al. 2024): small pure functions on arrays, and the
+estimator classes over them that GRPO's buffer calls (selected by ``GRPO(supervision=...)``, by name or class).
 
 A group is G episodes started from one shared state. Outcome supervision scores each episode by its
 return R_i and gives ``A_i`` to every step of episode i; process supervision normalises every per-step
 reward over the group and gives each step the sum of the normalised rewards to go.
 """
+
+import inspect
+from abc import ABC, abstractmethod
+from typing import Any
 
 import numpy as np
 
@@ -94,3 +99,86 @@ def discounted_reward_to_go(rewards: np.ndarray, gamma: float = 1.0) -> np.ndarr
         running = rewards[t] + gamma * running
         out[t] = running
     return out
+
+
+# -- estimators: what GRPO's buffer calls ------------------------------------------------------------------------------
+
+
+class GroupAdvantage(ABC):
+    """
+    A group advantage estimator: the per-step advantages of every member episode of a rollout's groups.
+
+    Subclass it and implement :meth:`estimate` to plug a new estimator into GRPO
+    (``GRPO(..., supervision=MyAdvantage, supervision_kwargs=dict(...))``).
+
+    :param gamma: Discount of the returns
+    :param scale_rewards: ``"group"``, ``"batch"`` or ``"none"``: what the advantages are divided by
+    """
+
+    def __init__(self, gamma: float = 1.0, scale_rewards: str = "group"):
+        if scale_rewards not in SCALE_REWARDS:
+            raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+        self.gamma = gamma
+        self.scale_rewards = scale_rewards
+
+    @abstractmethod
+    def estimate(self, rewards: list[list[np.ndarray]]) -> np.ndarray:
+        """
+        :param rewards: ``rewards[g][i]`` the per-step rewards of member i of group g
+        :return: the advantage of every step, flat in the same order (group by group, member by member)
+        """
+
+    def returns(self, rewards: list[list[np.ndarray]]) -> np.ndarray:
+        """``(n_groups, G)`` discounted returns of the members from their start state."""
+        return np.array([[discounted_return(r, self.gamma) for r in group] for group in rewards])
+
+
+class OutcomeAdvantage(GroupAdvantage):
+    """
+    Outcome supervision: every step of member i gets the group advantage of its return (:func:`group_advantages`).
+
+    :param advantage: ``"mean_std"``, ``"mean"`` (Dr. GRPO) or ``"softmax"``
+    :param temperature: b of the softmax-relative advantage
+    """
+
+    def __init__(
+        self, gamma: float = 1.0, scale_rewards: str = "group", advantage: str = "mean_std", temperature: float = 1.0
+    ):
+        super().__init__(gamma, scale_rewards)
+        if advantage not in ADVANTAGES:
+            raise ValueError(f"advantage must be one of {ADVANTAGES}, got {advantage!r}")
+        self.advantage = advantage
+        self.temperature = temperature
+
+    def estimate(self, rewards: list[list[np.ndarray]]) -> np.ndarray:
+        per_episode = group_advantages(self.returns(rewards), self.advantage, self.scale_rewards, self.temperature)
+        lengths = [len(r) for group in rewards for r in group]
+        return np.repeat(per_episode.reshape(-1), lengths)
+
+
+class ProcessAdvantage(GroupAdvantage):
+    """Process supervision: per-step rewards normalised over the group, summed to go (:func:`process_advantages`)."""
+
+    def estimate(self, rewards: list[list[np.ndarray]]) -> np.ndarray:
+        batch_std = np.concatenate([r for group in rewards for r in group]).std()
+        return np.concatenate(
+            [a for group in rewards for a in process_advantages(group, self.scale_rewards, batch_std, self.gamma)]
+        )
+
+
+# GRPO(supervision=name)
+SUPERVISIONS: dict[str, type[GroupAdvantage]] = {"outcome": OutcomeAdvantage, "process": ProcessAdvantage}
+
+
+def make_group_advantage(supervision: str | type[GroupAdvantage], **kwargs: Any) -> GroupAdvantage:
+    """
+    The estimator named (or given as a class) by ``supervision``, built with those of ``kwargs`` that its
+    constructor takes (GRPO passes ``gamma``, ``scale_rewards``, ``advantage``, ``temperature`` and the user's
+    ``supervision_kwargs``).
+    """
+    cls = SUPERVISIONS.get(supervision) if isinstance(supervision, str) else supervision  # type: ignore[arg-type]
+    if not (isinstance(cls, type) and issubclass(cls, GroupAdvantage)):
+        raise ValueError(f"supervision must be one of {tuple(SUPERVISIONS)} or a GroupAdvantage subclass, got {supervision!r}")
+    accepted = inspect.signature(cls).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    return cls(**{k: v for k, v in kwargs.items() if takes_any or k in accepted})

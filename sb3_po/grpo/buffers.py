@@ -1,16 +1,35 @@
+"""
+GRPO's rollout buffer: the steps of all env slots as SB3 stores them (one row per VecEnv step), the member
+episodes as typed records pointing into those rows, and the group advantages computed once per rollout.
+"""
+
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 
-from sb3_po.grpo.advantages import discounted_return, group_advantages, process_advantages
+from sb3_po.grpo.advantages import GroupAdvantage
 
 LOSS_TYPES = ("step", "episode", "dr_grpo")
-SUPERVISIONS = ("outcome", "process")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One member episode: it ran in env slot ``slot`` over the buffer's rows ``start`` to ``stop - 1``."""
+
+    group: int
+    slot: int
+    start: int
+    stop: int
+
+    @property
+    def length(self) -> int:
+        return self.stop - self.start
 
 
 class GroupRolloutBufferSamples(NamedTuple):
@@ -22,105 +41,170 @@ class GroupRolloutBufferSamples(NamedTuple):
     indices: np.ndarray  # positions in the flat rollout, to look up per-sample data kept elsewhere
 
 
-class GroupRolloutBuffer(RolloutBuffer):
+class GroupRolloutBuffer(BaseBuffer):
     """
     Rollout buffer of GRPO: whole episodes, in groups that share a start state.
 
-    Unlike SB3's fixed ``(n_steps, n_envs)`` buffer, a rollout holds ``n_groups * group_size`` complete
-    episodes of any length; :meth:`finalize` flattens them and computes the group-relative advantages
-    (:mod:`sb3_po.grpo.advantages`) and each step's weight in the loss.
+    Steps are added for all env slots at once (:meth:`add`, one row per VecEnv step, in storage that grows as
+    the episodes take); :meth:`add_episode` records which rows of which slot form a member episode of which
+    group; :meth:`compute_advantages` flattens the episodes, group by group, and computes each step's
+    group advantage (with the ``advantage_estimator``) and its weight in the loss (``loss_type``).
 
     :param observation_space: Observation space
     :param action_space: Action space
+    :param advantage_estimator: The group advantage estimator (:mod:`sb3_po.grpo.advantages`)
+    :param loss_type: ``"step"`` (mean over all steps), ``"episode"`` (the paper's per-episode mean, then mean
+        over episodes) or ``"dr_grpo"`` (sum over steps divided by episodes x ``loss_normalizer``)
+    :param loss_normalizer: Dr. GRPO's constant episode length (needed with ``loss_type="dr_grpo"``)
     :param device: PyTorch device
-    :param gamma: Discount of the returns that score the episodes (1: the plain episode return)
-    :param n_envs: Number of parallel environments
+    :param n_envs: Number of parallel environments (env slots)
+    :param initial_rows: Rows allocated at first; the storage doubles when a rollout needs more
     """
+
+    observations: np.ndarray | dict[str, np.ndarray]
 
     def __init__(
         self,
         observation_space: spaces.Space,
         action_space: spaces.Space,
-        device: th.device | str = "auto",
-        gamma: float = 1.0,
-        n_envs: int = 1,
-    ):
-        super().__init__(1, observation_space, action_space, device, gae_lambda=1.0, gamma=gamma, n_envs=n_envs)
-
-    def reset(self) -> None:
-        # episodes[g] lists the group's member episodes: dicts of per-step arrays
-        self.groups: list[list[dict[str, Any]]] = []
-        self.episode_returns = np.zeros((0, 0))
-        self.n_samples = 0
-        self.full = False
-        self.generator_ready = False
-        self.pos = 0
-
-    def add_group(self, episodes: list[dict[str, Any]]) -> None:
-        """
-        :param episodes: the group's member episodes, each a dict with ``observations`` (array, or dict of
-            arrays), ``actions``, ``log_probs`` and ``rewards``, one row per step
-        """
-        self.groups.append(episodes)
-
-    def finalize(
-        self,
-        supervision: str = "outcome",
-        advantage: str = "mean_std",
-        scale_rewards: str = "group",
-        temperature: float = 1.0,
+        advantage_estimator: GroupAdvantage,
         loss_type: str = "step",
         loss_normalizer: int | None = None,
-    ) -> None:
-        """Flatten the episodes and compute each step's advantage and loss weight."""
-        episodes = [ep for group in self.groups for ep in group]
-        # (n_groups, group_size) discounted returns of the member episodes from their start state
-        self.episode_returns = np.array(
-            [[discounted_return(ep["rewards"], self.gamma) for ep in group] for group in self.groups]
-        )
-        lengths = np.array([len(ep["rewards"]) for ep in episodes])
-        if supervision == "outcome":
-            per_episode = group_advantages(self.episode_returns, advantage, scale_rewards, temperature).reshape(-1)
-            advantages = np.repeat(per_episode, lengths)
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        initial_rows: int = 256,
+    ):
+        super().__init__(initial_rows, observation_space, action_space, device, n_envs=n_envs)
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+        self.advantage_estimator = advantage_estimator
+        self.loss_type = loss_type
+        self.loss_normalizer = loss_normalizer
+        self._steps = self._allocate(initial_rows)
+        self.reset()
+
+    # -- storage, one row per VecEnv step ----------------------------------------------------------------------
+
+    def _allocate(self, rows: int) -> dict[str, Any]:
+        def array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            return np.zeros((rows, self.n_envs, *shape), dtype=dtype)
+
+        if isinstance(self.observation_space, spaces.Dict):
+            observations: Any = {
+                key: array(shape, self.observation_space[key].dtype)
+                for key, shape in self.obs_shape.items()  # type: ignore[union-attr]
+            }
         else:
-            all_rewards = np.concatenate([ep["rewards"] for ep in episodes])
-            advantages = np.concatenate(
-                [
-                    a
-                    for group in self.groups
-                    for a in process_advantages([ep["rewards"] for ep in group], scale_rewards, all_rewards.std(), self.gamma)
-                ]
-            )
+            observations = array(self.obs_shape, self.observation_space.dtype)  # type: ignore[arg-type]
+        return dict(
+            observations=observations,
+            actions=array((self.action_dim,), self.action_space.dtype),
+            log_probs=array((), np.float32),
+            rewards=array((), np.float64),
+        )
+
+    def _grow(self) -> None:
+        bigger = self._allocate(2 * self.buffer_size)
+        for name, old in self._steps.items():
+            if isinstance(old, dict):
+                for key in old:
+                    bigger[name][key][: self.buffer_size] = old[key]
+            else:
+                bigger[name][: self.buffer_size] = old
+        self._steps = bigger
+        self.buffer_size *= 2
+
+    def reset(self) -> None:
+        self.groups: list[list[Episode]] = []
+        self.episode_returns = np.zeros((0, 0))
+        self.episode_lengths = np.zeros(0, dtype=int)
+        self.n_samples = 0
+        super().reset()
+
+    def add(self, obs: Any, actions: np.ndarray, log_probs: np.ndarray, rewards: np.ndarray) -> None:  # type: ignore[override]
+        """One VecEnv step of every slot: the observations acted on, the actions, their log-probabilities, raw rewards."""
+        if self.pos == self.buffer_size:
+            self._grow()
+        steps = self._steps
+        if isinstance(obs, dict):
+            for key, value in obs.items():
+                steps["observations"][key][self.pos] = value
+        else:
+            steps["observations"][self.pos] = np.reshape(obs, (self.n_envs, *self.obs_shape))  # Discrete: (n_envs,)
+        steps["actions"][self.pos] = actions.reshape(self.n_envs, self.action_dim)
+        steps["log_probs"][self.pos] = log_probs
+        steps["rewards"][self.pos] = rewards
+        self.pos += 1
+
+    def add_episode(self, episode: Episode) -> None:
+        """A member episode has finished: its steps are rows ``start`` to ``stop - 1`` of its slot."""
+        while len(self.groups) <= episode.group:
+            self.groups.append([])
+        self.groups[episode.group].append(episode)
+
+    # -- the rollout, flat --------------------------------------------------------------------------------------
+
+    def _rows(self, episodes: list[Episode]) -> tuple[np.ndarray, np.ndarray]:
+        """(row, slot) index arrays of the episodes' steps, episode after episode."""
+        lengths = np.array([ep.length for ep in episodes])
+        offsets = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows = np.arange(lengths.sum()) - offsets + np.repeat([ep.start for ep in episodes], lengths)
+        return rows, np.repeat([ep.slot for ep in episodes], lengths)
+
+    def compute_advantages(self) -> None:
+        """Flatten the episodes (group by group, each group's members in the order they finished) and compute
+        each step's group advantage and loss weight."""
+        episodes = [ep for group in self.groups for ep in group]
+        rows, slots = self._rows(episodes)
+        steps = self._steps
+        rewards = steps["rewards"][rows, slots]
+        lengths = np.array([ep.length for ep in episodes])
+        bounds = np.cumsum(lengths)[:-1]
+        per_member = np.split(rewards, bounds)
+        group_rewards, first = [], 0
+        for group in self.groups:
+            group_rewards.append(per_member[first : first + len(group)])
+            first += len(group)
+        advantages = self.advantage_estimator.estimate(group_rewards)
+        self.episode_returns = self.advantage_estimator.returns(group_rewards)
+
         # loss weights: "step" averages over all steps; "episode" over each episode then over episodes
         # (the paper's 1/G sum_i 1/|o_i| sum_t); "dr_grpo" divides the sum by a constant (Dr. GRPO)
-        n_episodes = len(episodes)
-        if loss_type == "step":
-            weights = np.full(lengths.sum(), 1.0 / lengths.sum())
-        elif loss_type == "episode":
+        n_steps, n_episodes = int(lengths.sum()), len(episodes)
+        if self.loss_type == "step":
+            weights = np.full(n_steps, 1.0 / n_steps)
+        elif self.loss_type == "episode":
             weights = np.repeat(1.0 / (n_episodes * lengths), lengths)
         else:
-            assert loss_normalizer is not None, "loss_type='dr_grpo' needs loss_normalizer"
-            weights = np.full(lengths.sum(), 1.0 / (n_episodes * loss_normalizer))
+            assert self.loss_normalizer is not None, "loss_type='dr_grpo' needs loss_normalizer"
+            weights = np.full(n_steps, 1.0 / (n_episodes * self.loss_normalizer))
 
-        first = episodes[0]["observations"]
-        if isinstance(first, dict):
-            self.observations = {k: np.concatenate([ep["observations"][k] for ep in episodes]) for k in first}
+        if isinstance(steps["observations"], dict):
+            self.observations = {key: value[rows, slots] for key, value in steps["observations"].items()}
         else:
-            self.observations = np.concatenate([ep["observations"] for ep in episodes])
-        self.actions = np.concatenate([ep["actions"] for ep in episodes]).reshape(lengths.sum(), self.action_dim)
-        self.log_probs = np.concatenate([ep["log_probs"] for ep in episodes]).astype(np.float32)
-        self.rewards = np.concatenate([ep["rewards"] for ep in episodes]).astype(np.float32)
+            self.observations = steps["observations"][rows, slots]
+        self.actions = steps["actions"][rows, slots]
+        self.log_probs = steps["log_probs"][rows, slots]
+        self.rewards = rewards.astype(np.float32)
         self.advantages = advantages.astype(np.float32)
         self.weights = weights.astype(np.float32)
         self.episode_lengths = lengths
-        self.n_samples = int(lengths.sum())
+        self.n_samples = n_steps
         self.full = True
+
+    def start_observations(self) -> np.ndarray | dict[str, np.ndarray]:
+        """The first observation of every member episode, ``(n_groups, G, *obs_shape)`` (a dict of such for Dict spaces)."""
+        firsts = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]])
+        shape = (len(self.groups), -1)
+        if isinstance(self.observations, dict):
+            return {key: value[firsts].reshape(*shape, *value.shape[1:]) for key, value in self.observations.items()}
+        return self.observations[firsts].reshape(*shape, *self.observations.shape[1:])
 
     def get(  # type: ignore[override]
         self, n_minibatches: int = 1
     ) -> Generator[GroupRolloutBufferSamples, None, None]:
         """The rollout in ``n_minibatches`` random minibatches of (nearly) equal size."""
-        assert self.full, "finalize() the rollout first"
+        assert self.full, "compute_advantages() first"
         indices = np.random.permutation(self.n_samples)
         for batch_indices in np.array_split(indices, min(n_minibatches, self.n_samples)):
             yield self._get_samples(batch_indices)

@@ -1,40 +1,27 @@
 from collections import deque
 from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.env_util import is_wrapped, make_vec_env
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
-from stable_baselines3.common.vec_env import (
-    DummyVecEnv,
-    VecCheckNan,
-    VecEnv,
-    VecEnvWrapper,
-    VecNormalize,
-    VecTransposeImage,
-    VecVideoRecorder,
-)
+from stable_baselines3.common.utils import FloatSchedule
+from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
 from sb3_po.common.checks import check_finite_loss
-from sb3_po.common.env_state import MODES, EnvStateError, RestorableEnv
+from sb3_po.common.env_state import MODES
 from sb3_po.common.kl import KL_ESTIMATORS, index_distribution, policy_kl, snapshot
-from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS
-from sb3_po.grpo.buffers import LOSS_TYPES, SUPERVISIONS, GroupRolloutBuffer
+from sb3_po.common.vec_env_state import check_restorable, restorable_vec_env
+from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS, SUPERVISIONS, GroupAdvantage, make_group_advantage
+from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
+from sb3_po.grpo.collector import START_STATES, GroupRolloutCollector, VisitedStates
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
-
-START_STATES = ("reset", "visited")
-# VecEnv wrappers GRPO can see through: they either leave observations alone or transform them statelessly
-_TRANSPARENT_VEC_WRAPPERS = (VecNormalize, VecTransposeImage, VecCheckNan, VecVideoRecorder)
 
 
 class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
@@ -51,14 +38,23 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     **ratio** ``r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t)``, minus ``beta`` times the **KL to a reference
     policy**, estimated per step by ``k3 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1``.
 
-    Environments: an env id, a ``gym.Env`` or a VecEnv (Dummy or Subproc, any ``n_envs``) whose envs are
-    wrapped in :class:`sb3_po.common.env_state.RestorableEnv` (``make_vec_env(..., wrapper_class=RestorableEnv)``).
+    Environments: an env id (GRPO builds ``n_envs`` envs, by default one per member of a group, so that a
+    whole group runs at once: one batched policy forward per step), a ``gym.Env``, a ``DummyVecEnv`` (its envs
+    are made restorable in place) or any VecEnv whose envs are wrapped in
+    :class:`sb3_po.common.env_state.RestorableEnv` (``make_vec_env(..., wrapper_class=RestorableEnv,
+    vec_env_cls=SubprocVecEnv)``). An env that implements ``get_state``/``set_state`` is restored through them.
     ``num_timesteps`` counts every env step taken, including those of env slots that idle while the
     last members of a group finish.
+
+    Budget: groups are never cut, so the last rollout may end past ``total_timesteps``; it opens only as many
+    groups (at least one, at most ``n_groups``) as the remaining budget needs at the previous rollout's env
+    steps per group, so the overshoot is at most about one group's steps.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy): actor only, no critic
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
+    :param n_envs: Number of envs GRPO builds when ``env`` is an env id (default: ``group_size``); ignored for a
+        VecEnv, which has its own
     :param group_size: G, the number of episodes per group (>= 2)
     :param n_groups: Number of groups per rollout (>= 1)
     :param n_epochs: Number of passes over the rollout per update
@@ -66,8 +62,12 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param gamma: Discount of the returns that score the episodes (1: the episode return)
     :param clip_range: epsilon of the clipped surrogate, float or schedule
     :param clip_range_upper: upper epsilon (DAPO's clip-higher); ``None`` uses ``clip_range``
-    :param supervision: ``"outcome"`` (episode return, the default) or ``"process"`` (per-step rewards
-        normalised over the group, advantage = sum of the normalised rewards to go)
+    :param supervision: The group advantage estimator (:mod:`sb3_po.grpo.advantages`), by name or class:
+        ``"outcome"`` (episode return, the default), ``"process"`` (per-step rewards normalised over the group,
+        advantage = sum of the normalised rewards to go; zero advantages where every step's reward is the same, as
+        on CartPole or MountainCar), or a :class:`~sb3_po.grpo.advantages.GroupAdvantage` subclass
+    :param supervision_kwargs: Further keyword arguments of the estimator (``gamma``, ``scale_rewards``,
+        ``advantage`` and ``softmax_temperature`` are passed to those that take them)
     :param advantage: ``"mean_std"`` (default), ``"mean"`` (Dr. GRPO) or ``"softmax"``
         (``exp(b R_i) / sum_j exp(b R_j) - 1/G``)
     :param scale_rewards: With ``"mean_std"``: the std of the ``"group"``, of the ``"batch"``, or ``"none"``
@@ -113,6 +113,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         policy: str | type[GRPOPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 1e-3,
+        n_envs: int | None = None,
         group_size: int = 16,
         n_groups: int = 2,
         n_epochs: int = 10,
@@ -120,7 +121,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         gamma: float = 1.0,
         clip_range: float | Schedule = 0.2,
         clip_range_upper: float | Schedule | None = None,
-        supervision: str = "outcome",
+        supervision: str | type[GroupAdvantage] = "outcome",
+        supervision_kwargs: dict[str, Any] | None = None,
         advantage: str = "mean_std",
         scale_rewards: str = "group",
         softmax_temperature: float = 1.0,
@@ -147,7 +149,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        _check_choice("supervision", supervision, SUPERVISIONS)
+        if isinstance(supervision, str):
+            _check_choice("supervision", supervision, tuple(SUPERVISIONS))
         _check_choice("advantage", advantage, ADVANTAGES)
         _check_choice("scale_rewards", scale_rewards, SCALE_REWARDS)
         _check_choice("loss_type", loss_type, LOSS_TYPES)
@@ -155,6 +158,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         _check_choice("start_states", start_states, START_STATES)
         _check_choice("state_mode", state_mode, MODES)
         _check_int("group_size", group_size, 2)
+        if n_envs is not None:
+            _check_int("n_envs", n_envs, 1)
         _check_int("n_groups", n_groups, 1)
         _check_int("n_epochs", n_epochs, 1)
         _check_int("n_minibatches", n_minibatches, 1)
@@ -175,7 +180,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         if softmax_temperature <= 0:
             raise ValueError(f"GRPO: softmax_temperature must be > 0, got {softmax_temperature!r}")
 
-        env = self._restorable_env(env, state_mode, seed)
+        env = restorable_vec_env(env, group_size if n_envs is None else n_envs, state_mode, seed)
         super().__init__(
             policy,
             env,
@@ -206,6 +211,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.clip_range = clip_range
         self.clip_range_upper = clip_range_upper
         self.supervision = supervision
+        self.supervision_kwargs = {} if supervision_kwargs is None else dict(supervision_kwargs)
         self.advantage = advantage
         self.scale_rewards = scale_rewards
         self.softmax_temperature = softmax_temperature
@@ -222,6 +228,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.target_kl = target_kl
         self._n_rollouts = 0  # rollouts trained on, for ref_update_interval
         self._n_ref_updates = 0
+        self._steps_per_group: float | None = None  # env steps per group in the last rollout, to size the last one
         if _init_setup_model:
             if self.env is not None:
                 self._check_env(self.env)  # at construction; a loaded model is checked when it learns
@@ -229,59 +236,18 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
 
     # -- environments --------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _restorable_env(env: GymEnv | str | None, state_mode: str, seed: int | None) -> GymEnv | None:
-        """An env id or a gym.Env becomes a DummyVecEnv of RestorableEnv(Monitor(env)); a VecEnv is checked later."""
-        wrapper_kwargs = dict(mode=state_mode, seed=seed)
-        if isinstance(env, str):
-            return make_vec_env(env, n_envs=1, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=wrapper_kwargs)
-        if isinstance(env, gym.Env):
-            if not is_wrapped(env, RestorableEnv):
-                env = RestorableEnv(env if is_wrapped(env, Monitor) else Monitor(env), **wrapper_kwargs)  # type: ignore[arg-type]
-            return DummyVecEnv([lambda: env])  # type: ignore[list-item,return-value]
-        return env
-
     def _check_env(self, env: VecEnv) -> None:
-        if not all(env.env_is_wrapped(RestorableEnv)):
-            raise EnvStateError(
-                "GRPO needs envs whose state can be restored: wrap each env in sb3_po.common.env_state.RestorableEnv, "
-                "e.g. make_vec_env(env_id, n_envs, wrapper_class=RestorableEnv, vec_env_cls=SubprocVecEnv), "
-                "or pass the env id and let GRPO build it."
-            )
-        layer: VecEnv = env
-        while isinstance(layer, VecEnvWrapper):
-            if not isinstance(layer, _TRANSPARENT_VEC_WRAPPERS):
-                raise EnvStateError(
-                    f"GRPO cannot restore states through {type(layer).__name__}: a VecEnv wrapper with its own state "
-                    "would not be restored with the env. Use the equivalent gymnasium wrapper inside each env instead."
-                )
-            if isinstance(layer, VecNormalize) and layer.norm_reward:
-                raise ValueError("GRPO scores whole episodes by their raw returns: use VecNormalize(norm_reward=False)")
-            layer = layer.venv
-        if self.start_states == "visited" and not all(env.get_attr("can_restore_mid_episode")):
-            raise EnvStateError(
-                "start_states='visited' needs envs whose state can be restored mid-episode; in seed mode only reset "
-                "states can be shared. Use start_states='reset' or state_mode='auto'/'state'/'copy'."
-            )
+        check_restorable(env, mid_episode=self.start_states == "visited")
+        normalize = unwrap_vec_normalize(env)
+        if normalize is not None and normalize.norm_reward:
+            raise ValueError("GRPO scores whole episodes by their raw returns: use VecNormalize(norm_reward=False)")
         if self.loss_type == "dr_grpo" and self.loss_normalizer is None:
             spec = env.get_attr("spec", indices=[0])[0]
             if spec is None or spec.max_episode_steps is None:
                 raise ValueError("loss_type='dr_grpo' needs loss_normalizer (the env has no max_episode_steps)")
             self.loss_normalizer = int(spec.max_episode_steps)
-
-    def _vec_obs(self, obs: Any) -> Any:
-        """What the VecEnv's wrappers would make of a batch of raw observations from the envs."""
-        wrappers = []
-        layer = self.env
-        while isinstance(layer, VecEnvWrapper):
-            wrappers.append(layer)
-            layer = layer.venv
-        for wrapper in reversed(wrappers):  # innermost first
-            if isinstance(wrapper, VecNormalize):
-                obs = wrapper.normalize_obs(obs)
-            elif isinstance(wrapper, VecTransposeImage):
-                obs = wrapper.transpose_observations(obs)
-        return obs
+            if hasattr(self, "rollout_buffer"):
+                self.rollout_buffer.loss_normalizer = self.loss_normalizer
 
     # -- model ---------------------------------------------------------------------------------------------
 
@@ -294,8 +260,22 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
                 f"GRPO needs a critic-free policy (sb3_po.grpo.policies.GRPOPolicy), got {self.policy_class.__name__}. "
                 "Use 'MlpPolicy', 'CnnPolicy' or 'MultiInputPolicy'."
             )
+        advantage_estimator = make_group_advantage(
+            self.supervision,
+            gamma=self.gamma,
+            scale_rewards=self.scale_rewards,
+            advantage=self.advantage,
+            temperature=self.softmax_temperature,
+            **self.supervision_kwargs,
+        )
         self.rollout_buffer = GroupRolloutBuffer(
-            self.observation_space, self.action_space, device=self.device, gamma=self.gamma, n_envs=self.n_envs
+            self.observation_space,
+            self.action_space,
+            advantage_estimator,
+            loss_type=self.loss_type,
+            loss_normalizer=self.loss_normalizer,
+            device=self.device,
+            n_envs=self.n_envs,
         )
         self.policy = self.policy_class(  # type: ignore[assignment]
             self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
@@ -312,6 +292,13 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.clip_range_upper = None if self.clip_range_upper is None else FloatSchedule(self.clip_range_upper)
         # the pool of visited start states is saved with the model (a loaded model continues with it)
         self._visited_states: deque = deque(getattr(self, "_visited_states", ()), maxlen=self.visited_pool_size)
+        visited = None
+        if self.start_states == "visited":
+            visited = VisitedStates(self.visited_fraction, self.visited_capture_prob, self._visited_states)
+        self.collector = GroupRolloutCollector(self.group_size, visited)
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "collector"]  # rebuilt by _setup_model
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]
@@ -327,18 +314,12 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
 
     # -- rollouts ------------------------------------------------------------------------------------------
 
-    def _start_member(self, env: VecEnv, slot: int, start: dict[str, Any]) -> None:
-        """Put env slot ``slot`` into the group's start state (drawing it if the group has none yet)."""
-        if start["state"] is None:
-            start["state"], obs = env.env_method("new_start_state", indices=[slot])[0]
-        else:
-            obs = env.env_method("set_state", start["state"], indices=[slot])[0]
-        obs = self._vec_obs(_batch_of_one(obs))
-        if isinstance(self._last_obs, dict):
-            for key in self._last_obs:
-                self._last_obs[key][slot] = obs[key][0]
-        else:
-            self._last_obs[slot] = obs[0]  # type: ignore[index]
+    def _groups_for_rollout(self) -> int:
+        """``n_groups``, or fewer for the last rollout: as many as the remaining budget needs (at least one)."""
+        remaining = self._total_timesteps - self.num_timesteps
+        if self._steps_per_group is None or remaining <= 0:
+            return self.n_groups
+        return int(np.clip(np.ceil(remaining / self._steps_per_group), 1, self.n_groups))
 
     def collect_rollouts(
         self,
@@ -348,103 +329,15 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         n_rollout_steps: int,
     ) -> bool:
         """
-        Collect ``n_groups`` complete groups of ``group_size`` episodes and compute their group advantages.
-
-        Replaces ``OnPolicyAlgorithm.collect_rollouts`` whole: env slots take member episodes from a queue
-        (each starts by restoring its group's start state), every slot steps with the policy until all
-        groups are complete, and each finished episode is stored with its group. Slots with no member left
-        keep stepping (a VecEnv steps all its envs), and those steps count in ``num_timesteps``.
-        ``n_rollout_steps`` is ignored: the rollout's length is whatever the episodes take.
+        Collect complete groups of ``group_size`` episodes with :class:`~sb3_po.grpo.collector.GroupRolloutCollector`
+        and compute their group advantages. Replaces ``OnPolicyAlgorithm.collect_rollouts`` whole: a rollout's
+        length is whatever its episodes take (``n_rollout_steps`` is ignored), and it holds ``n_groups`` groups
+        (fewer for the last rollout of ``learn``, see the class docstring).
         """
-        assert self._last_obs is not None, "No previous observation was provided"
-        self.policy.set_training_mode(False)
-        rollout_buffer.reset()
-        if self.use_sde:
-            self.policy.reset_noise(env.num_envs)
-        callback.on_rollout_start()
-
-        starts = [{"state": None} for _ in range(self.n_groups)]
-        if self.start_states == "visited":
-            for start in starts:
-                if self._visited_states and np.random.random() < self.visited_fraction:
-                    start["state"] = self._visited_states[np.random.randint(len(self._visited_states))]
-        members: list[list[dict[str, Any]]] = [[] for _ in range(self.n_groups)]
-        queue = deque(group for group in range(self.n_groups) for _ in range(self.group_size))
-        slots: list[dict[str, Any] | None] = [None] * env.num_envs
-        is_dict_obs = isinstance(self._last_obs, dict)
-
-        def assign(slot: int) -> None:
-            group = queue.popleft()
-            self._start_member(env, slot, starts[group])
-            if self.use_sde:
-                # gSDE's noise is a function of the state: without a new draw, members run one after another in
-                # this slot would replay the same episode from the shared start
-                self.policy.reset_noise(env.num_envs)
-            slots[slot] = {"group": group, "observations": [], "actions": [], "log_probs": [], "rewards": []}
-
-        for slot in range(env.num_envs):
-            if queue:
-                assign(slot)
-        n_steps, idle_steps = 0, 0
-        while any(member is not None for member in slots):
-            if self.use_sde and self.sde_sample_freq > 0 and n_steps % self.sde_sample_freq == 0:
-                self.policy.reset_noise(env.num_envs)
-            with th.no_grad():
-                obs_tensor = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
-                actions, values, log_probs = self.policy(obs_tensor)  # values: zeros, kept for callbacks' locals
-            actions = actions.cpu().numpy()
-            log_probs_np = log_probs.cpu().numpy()
-            clipped_actions = actions
-            if isinstance(self.action_space, spaces.Box):
-                if self.policy.squash_output:
-                    clipped_actions = self.policy.unscale_action(clipped_actions)
-                else:
-                    clipped_actions = np.clip(actions, self.action_space.low, self.action_space.high)
-
-            new_obs, rewards, dones, infos = env.step(clipped_actions)
-            if self._vec_normalize_env is not None:
-                rewards = self._vec_normalize_env.get_original_reward()  # episodes are scored by their raw return
-            self.num_timesteps += env.num_envs
-            idle_steps += sum(member is None for member in slots)
-            n_steps += 1
-
-            callback.update_locals(locals())
-            if not callback.on_step():
-                return False
-            self._update_info_buffer(infos, dones)
-
-            for slot, member in enumerate(slots):
-                if member is None:
-                    continue
-                member["observations"].append(
-                    {k: v[slot] for k, v in self._last_obs.items()} if is_dict_obs else self._last_obs[slot]  # type: ignore[union-attr,index]
-                )
-                member["actions"].append(actions[slot])
-                member["log_probs"].append(log_probs_np[slot])
-                member["rewards"].append(rewards[slot])
-                if dones[slot]:
-                    members[member["group"]].append(_episode_arrays(member, is_dict_obs))
-                    slots[slot] = None
-                elif self.start_states == "visited" and np.random.random() < self.visited_capture_prob:
-                    self._visited_states.append(env.env_method("get_state", indices=[slot])[0])
-            self._last_obs = new_obs  # type: ignore[assignment]
-            for slot in range(env.num_envs):
-                if slots[slot] is None and queue:
-                    assign(slot)
-
-        for group in members:
-            rollout_buffer.add_group(group)
-        rollout_buffer.finalize(
-            self.supervision,
-            self.advantage,
-            self.scale_rewards,
-            self.softmax_temperature,
-            self.loss_type,
-            self.loss_normalizer,
-        )
-        self._rollout_steps, self._rollout_idle_steps = n_steps * env.num_envs, idle_steps
-        callback.update_locals(locals())
-        callback.on_rollout_end()
+        n_groups = self._groups_for_rollout()
+        if not self.collector.collect(self, env, callback, rollout_buffer, n_groups):
+            return False
+        self._steps_per_group = self._rollout_steps / n_groups
         return True
 
     # -- training ------------------------------------------------------------------------------------------
@@ -581,21 +474,3 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"GRPO: {name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _batch_of_one(obs: Any) -> Any:
-    if isinstance(obs, dict):
-        return {k: np.asarray(v)[None] for k, v in obs.items()}
-    return np.asarray(obs)[None]
-
-
-def _episode_arrays(member: dict[str, Any], is_dict_obs: bool) -> dict[str, Any]:
-    observations = member["observations"]
-    return dict(
-        observations={k: np.stack([o[k] for o in observations]) for k in observations[0]}
-        if is_dict_obs
-        else np.stack(observations),
-        actions=np.stack(member["actions"]),
-        log_probs=np.asarray(member["log_probs"], dtype=np.float32),
-        rewards=np.asarray(member["rewards"], dtype=np.float64),
-    )

@@ -89,6 +89,7 @@ def run(name: str) -> tuple[np.ndarray, int]:
     """The last ``N_PINNED`` flat parameters after ``N_ROLLOUTS`` updates (the action head, which every step of
     the update moves), and the env steps taken."""
     th.set_num_threads(1)
+    np.random.seed(0)  # some envs draw from NumPy's global RNG when built (SimpleMultiObsEnv's images)
     make, kwargs = CONFIGS[name]
     kwargs = dict(kwargs)
     model = GRPO(kwargs.pop("policy", "MlpPolicy"), make(), seed=0, device="cpu", **kwargs)

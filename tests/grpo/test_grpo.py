@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFram
 
 from sb3_po import GRPO
 from sb3_po.common.env_state import EnvStateError, RestorableEnv
+from sb3_po.common.vec_env_state import VecEnvStates
 from sb3_po.common.policies import ZeroBaseline
 
 
@@ -53,7 +54,8 @@ def test_group_members_share_their_start_and_groups_do_not(vec_env_cls, n_envs):
     model.learn(1)  # one rollout, one update
     groups = model.rollout_buffer.groups
     assert len(groups) == 3 and all(len(g) == 4 for g in groups)
-    starts = [[ep["observations"][0] for ep in group] for group in groups]
+    starts = model.rollout_buffer.start_observations()
+    assert starts.shape == (3, 4, 2)
     for group in starts:
         for obs in group:
             np.testing.assert_array_equal(obs, group[0])  # x0 and t = 0
@@ -61,7 +63,7 @@ def test_group_members_share_their_start_and_groups_do_not(vec_env_cls, n_envs):
     firsts = [group[0][0] for group in starts]
     assert len(set(firsts)) == 3  # three different start states
     # after the start, members differ (actions and the env's coin): not all episodes are identical
-    assert len({len(ep["rewards"]) for g in groups for ep in g}) > 1
+    assert len({ep.length for g in groups for ep in g}) > 1
     env.close()
 
 
@@ -209,11 +211,11 @@ def test_visited_start_states_branch_mid_episode():
     model.learn(1)
     assert len(model._visited_states) > 0
     model.learn(1, reset_num_timesteps=False)
-    starts = [group[0]["observations"][0] for group in model.rollout_buffer.groups]
-    assert any(obs[1] > 0 for obs in starts)  # t > 0: the group starts in the middle of an episode
-    for group in model.rollout_buffer.groups:
-        for ep in group:
-            np.testing.assert_array_equal(ep["observations"][0], group[0]["observations"][0])
+    starts = model.rollout_buffer.start_observations()
+    assert any(group[0][1] > 0 for group in starts)  # t > 0: the group starts in the middle of an episode
+    for group in starts:
+        for obs in group:
+            np.testing.assert_array_equal(obs, group[0])
 
 
 def test_action_spaces_and_dict_observations():
@@ -227,18 +229,21 @@ def test_vec_normalize_is_seen_through():
     model = GRPO("MlpPolicy", env, group_size=3, n_groups=1, seed=0, device="cpu")
     model.learn(1)
     raw = np.array([[0.5, 3.0]], dtype=np.float32)
-    np.testing.assert_array_equal(model._vec_obs(raw), env.normalize_obs(raw))  # restored starts are normalised too
+    # restored starts are normalised too
+    np.testing.assert_array_equal(VecEnvStates(env).observations(raw), env.normalize_obs(raw))
     # with frozen statistics, the members' (normalised) start observations are equal
     env.training = False
     model.learn(1, reset_num_timesteps=False)
-    starts = [ep["observations"][0] for ep in model.rollout_buffer.groups[0]]
+    starts = model.rollout_buffer.start_observations()[0]
     for obs in starts:
         np.testing.assert_array_equal(obs, starts[0])
 
 
 def test_clear_errors():
+    subproc = make_vec_env(StartEnv, n_envs=2, vec_env_cls=SubprocVecEnv)
     with pytest.raises(EnvStateError, match=r"wrap each env in sb3_po\.common\.env_state\.RestorableEnv"):
-        GRPO("MlpPolicy", make_vec_env(StartEnv, n_envs=2))
+        GRPO("MlpPolicy", subproc)
+    subproc.close()
     with pytest.raises(EnvStateError, match="VecFrameStack"):
         GRPO("MlpPolicy", VecFrameStack(make_env(StartEnv), 2))
     with pytest.raises(ValueError, match="norm_reward=False"):
@@ -281,8 +286,12 @@ def test_gym_env_instance_is_wrapped():
 
 def test_loaded_model_predicts_in_any_env_and_learns_only_in_restorable_ones(tmp_path):
     GRPO("MlpPolicy", make_env(StartEnv), group_size=2, n_groups=1, device="cpu").save(tmp_path / "grpo")
-    plain = make_vec_env(StartEnv, n_envs=1)
+    plain = make_vec_env(StartEnv, n_envs=1, vec_env_cls=SubprocVecEnv)
     model = GRPO.load(tmp_path / "grpo", env=plain, device="cpu")
     model.predict(plain.reset(), deterministic=True)
     with pytest.raises(EnvStateError, match="RestorableEnv"):
         model.learn(10)
+    plain.close()
+    # a DummyVecEnv's envs live in this process: GRPO makes them restorable, in load as in the constructor
+    model = GRPO.load(tmp_path / "grpo", env=make_vec_env(StartEnv, n_envs=1), device="cpu")
+    model.learn(10)

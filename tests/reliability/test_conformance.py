@@ -173,7 +173,7 @@ def test_vec_env_classes(algo, vec_env_cls):
             # whole episodes of 10 steps, in a group that shares its start
             buffer = model.rollout_buffer
             assert list(buffer.episode_lengths) == [10, 10]
-            starts = [episode["observations"][0] for episode in buffer.groups[0]]
+            starts = buffer.start_observations()[0]
             assert starts[0] == starts[1]
         else:
             assert (model.rollout_buffer.buffer_size, model.rollout_buffer.n_envs) == (16, 2)

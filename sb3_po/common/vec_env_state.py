@@ -1,0 +1,143 @@
+"""
+The VecEnv side of the restore protocol of :mod:`sb3_po.common.env_state`: make a VecEnv whose envs can be
+restored, put one env slot (or several at once) into a saved state, and hand back the observation the way
+the VecEnv's wrappers would show it to the policy.
+
+Every env of the VecEnv is a :class:`~sb3_po.common.env_state.RestorableEnv` (outermost, above ``Monitor``);
+the calls go through ``VecEnv.env_method``, so ``DummyVecEnv`` and ``SubprocVecEnv`` work alike. VecEnv
+wrappers are seen through when they keep no state of their own (``VecNormalize`` with frozen or running
+statistics, ``VecTransposeImage``, ``VecCheckNan``, ``VecVideoRecorder``); any other is refused.
+"""
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.env_util import is_wrapped, make_vec_env
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.type_aliases import GymEnv
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    VecCheckNan,
+    VecEnv,
+    VecEnvWrapper,
+    VecNormalize,
+    VecTransposeImage,
+    VecVideoRecorder,
+)
+
+from sb3_po.common.env_state import EnvStateError, RestorableEnv
+
+# VecEnv wrappers that either leave observations alone or transform them statelessly
+TRANSPARENT_VEC_WRAPPERS = (VecNormalize, VecTransposeImage, VecCheckNan, VecVideoRecorder)
+
+
+def restorable_vec_env(env: GymEnv | str | None, n_envs: int, state_mode: str = "auto", seed: int | None = None) -> Any:
+    """
+    A VecEnv whose envs are all restorable, built from what a user passes to an algorithm:
+
+    - an env id: ``make_vec_env(env_id, n_envs)`` with each env wrapped in ``RestorableEnv(mode=state_mode)``;
+    - a ``gym.Env``: ``DummyVecEnv`` of it, wrapped in ``Monitor`` and ``RestorableEnv`` where it is not;
+    - a ``DummyVecEnv`` (possibly under transparent VecEnv wrappers) whose envs are not all restorable: each env
+      is wrapped in place (the envs live in this process); an env that implements ``get_state``/``set_state``
+      itself is restored through them;
+    - any other VecEnv is returned as it is (:func:`check_restorable` says what is wrong with it, if anything).
+    """
+    wrapper_kwargs = dict(mode=state_mode, seed=seed)
+    if isinstance(env, str):
+        return make_vec_env(env, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=wrapper_kwargs)
+    if isinstance(env, gym.Env):
+        if not is_wrapped(env, RestorableEnv):
+            env = RestorableEnv(env if is_wrapped(env, Monitor) else Monitor(env), **wrapper_kwargs)  # type: ignore[arg-type]
+        return DummyVecEnv([lambda: env])  # type: ignore[list-item,return-value]
+    if isinstance(env, VecEnv):
+        base = env.unwrapped
+        if isinstance(base, DummyVecEnv):
+            for i, inner in enumerate(base.envs):
+                if not is_wrapped(inner, RestorableEnv):
+                    # the same seeds as make_vec_env gives its envs, so that members of a group differ by env
+                    base.envs[i] = RestorableEnv(
+                        inner if is_wrapped(inner, Monitor) else Monitor(inner),
+                        mode=state_mode,
+                        seed=None if seed is None else seed + i,
+                    )
+    return env
+
+
+def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:
+    """
+    Raise :class:`EnvStateError` naming the way out when ``env``'s states cannot be restored (or, with
+    ``mid_episode``, when states in the middle of an episode cannot).
+    """
+    if not all(env.env_is_wrapped(RestorableEnv)):
+        raise EnvStateError(
+            f"The envs of this {type(env.unwrapped).__name__} cannot be restored: wrap each env in "
+            "sb3_po.common.env_state.RestorableEnv, e.g. make_vec_env(env_id, n_envs, wrapper_class=RestorableEnv, "
+            "vec_env_cls=SubprocVecEnv), or pass the env id (or a DummyVecEnv, whose envs are wrapped for you)."
+        )
+    layer: VecEnv = env
+    while isinstance(layer, VecEnvWrapper):
+        if not isinstance(layer, TRANSPARENT_VEC_WRAPPERS):
+            raise EnvStateError(
+                f"Cannot restore states through {type(layer).__name__}: a VecEnv wrapper with its own state "
+                "would not be restored with the env. Use the equivalent gymnasium wrapper inside each env instead."
+            )
+        layer = layer.venv
+    if mid_episode and not all(env.get_attr("can_restore_mid_episode")):
+        raise EnvStateError(
+            "Restoring states visited mid-episode needs envs whose state can be saved mid-episode; in seed mode only "
+            "reset states can be shared. Use start_states='reset' or state_mode='auto'/'state'/'copy'."
+        )
+
+
+class VecEnvStates:
+    """
+    Save, draw and restore the states of a VecEnv's env slots.
+
+    :param env: A VecEnv that passes :func:`check_restorable`
+    """
+
+    def __init__(self, env: VecEnv):
+        self.env = env
+        self._wrappers: list[VecEnvWrapper] = []  # innermost first
+        layer: VecEnv = env
+        while isinstance(layer, VecEnvWrapper):
+            self._wrappers.insert(0, layer)
+            layer = layer.venv
+
+    def observations(self, obs: Any) -> Any:
+        """What the VecEnv's wrappers make of a batch of raw observations from its envs."""
+        for wrapper in self._wrappers:
+            if isinstance(wrapper, VecNormalize):
+                obs = wrapper.normalize_obs(obs)
+            elif isinstance(wrapper, VecTransposeImage):
+                obs = wrapper.transpose_observations(obs)
+        return obs
+
+    def new_start(self, slot: int) -> tuple[Any, Any]:
+        """Reset slot ``slot`` into a new start state: ``(state, observation as the policy sees it)``."""
+        state, obs = self.env.env_method("new_start_state", indices=[slot])[0]
+        return state, self.observations(_batch([obs]))
+
+    def restore(self, slots: list[int], state: Any) -> Any:
+        """Put every slot of ``slots`` into ``state``; their observations as the policy sees them, one row per slot."""
+        return self.observations(_batch(self.env.env_method("set_state", state, indices=slots)))
+
+    def get_state(self, slot: int) -> Any:
+        """The current state of slot ``slot``."""
+        return self.env.env_method("get_state", indices=[slot])[0]
+
+
+def _batch(observations: list[Any]) -> Any:
+    if isinstance(observations[0], dict):
+        return {k: np.stack([np.asarray(o[k]) for o in observations]) for k in observations[0]}
+    return np.stack([np.asarray(o) for o in observations])
+
+
+def set_rows(batch: Any, slots: Any, rows: Any) -> None:
+    """``batch[slots] = rows`` for an observation batch (array or dict of arrays)."""
+    if isinstance(batch, dict):
+        for key in batch:
+            batch[key][slots] = rows[key]
+    else:
+        batch[slots] = rows
