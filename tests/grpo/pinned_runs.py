@@ -24,7 +24,9 @@ N_PINNED = 4096
 
 
 def _env(env_id: Any, n_envs: int, mode: str = "auto", seed: int = 0):
-    return make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=dict(mode=mode, seed=seed))
+    return make_vec_env(
+        env_id, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=dict(mode=mode, seed=seed)
+    )
 
 
 # name -> (env factory, GRPO keyword arguments); policy "MlpPolicy" unless the kwargs name one
@@ -63,7 +65,10 @@ CONFIGS: dict[str, tuple[Any, dict[str, Any]]] = {
         lambda: VecNormalize(_env("CartPole-v1", 2, mode="seed"), norm_reward=False),
         dict(group_size=4, n_groups=3, advantage="softmax", softmax_temperature=0.5, clip_range_upper=0.28),
     ),
-    "dict_obs": (lambda: _env(SimpleMultiObsEnv, 2), dict(policy="MultiInputPolicy", group_size=3, n_groups=2, n_minibatches=2)),
+    "dict_obs": (
+        lambda: _env(SimpleMultiObsEnv, 2),
+        dict(policy="MultiInputPolicy", group_size=3, n_groups=2, n_minibatches=2),
+    ),
     "multidiscrete_target_kl": (
         lambda: _env(functools.partial(IdentityEnvMultiDiscrete, 4, ep_length=10), 2),
         dict(group_size=4, n_groups=2, target_kl=0.001, ent_coef=0.01),

@@ -11,8 +11,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFram
 
 from sb3_po import GRPO
 from sb3_po.common.env_state import EnvStateError, RestorableEnv
-from sb3_po.common.vec_env_state import VecEnvStates
 from sb3_po.common.policies import ZeroBaseline
+from sb3_po.common.vec_env_state import VecEnvStates
 
 
 class StartEnv(gym.Env):
