@@ -12,6 +12,13 @@ alike; the report gives medians and the ratio ours / reference:
 
     python scripts/throughput.py                  # every pair available
     python scripts/throughput.py --pairs kl_ppo:ppo --rounds 30 --json benchmark_results/throughput.json
+
+``--grpo ENV_ID`` profiles GRPO at its defaults (or with ``--grpo-kwargs``) on that env instead: steps per
+second of ``learn``, beside the limit measured in the same process on the same VecEnv (random actions stepped,
+plus one batched policy forward per step), and the split of GRPO's time into env stepping, restoring start
+states, policy inference, rollout bookkeeping (the rest of the rollout) and gradient updates:
+
+    python scripts/throughput.py --grpo CartPole-v1 --budget 100000
 """
 
 import argparse
@@ -145,13 +152,92 @@ def measure_pair(pair: str, rounds: int) -> dict[str, Any]:
     return result
 
 
+class _Timed:
+    """Wraps a bound method so that the seconds spent in it add up in ``seconds``."""
+
+    def __init__(self, method: Any):
+        self.method, self.seconds = method, 0.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return self.method(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def stepping_limit(model, n_steps: int) -> float:
+    """Env steps per second of ``model``'s VecEnv stepped with random actions plus one batched policy forward per step."""
+    from stable_baselines3.common.utils import obs_as_tensor
+
+    env = model.env
+    obs = env.reset()
+    actions = [np.stack([env.action_space.sample() for _ in range(env.num_envs)]) for _ in range(n_steps)]
+    start = time.perf_counter()
+    for action in actions:
+        with th.no_grad():
+            model.policy(obs_as_tensor(obs, model.device))
+        obs, _, _, _ = env.step(action)
+    return n_steps * env.num_envs / (time.perf_counter() - start)
+
+
+def profile_grpo(env_id: str, budget: int, kwargs: dict[str, Any], rounds: int = 3) -> dict[str, Any]:
+    """GRPO's ``learn`` (steps per second and where the time goes) beside the stepping-plus-inference limit, alternately."""
+    cls = algorithm("grpo")
+    results: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        model = cls("MlpPolicy", env_id, seed=0, device="cpu", **kwargs)
+        env = model.env
+        timers = {
+            "env_step": _Timed(env.step),
+            "restore": _Timed(env.env_method),
+            "inference": _Timed(model.policy.forward),
+            "rollout": _Timed(model.collect_rollouts),
+            "update": _Timed(model.train),
+        }
+        env.step, env.env_method = timers["env_step"], timers["restore"]
+        model.policy.forward = timers["inference"]
+        model.collect_rollouts, model.train = timers["rollout"], timers["update"]
+        start = time.perf_counter()
+        model.learn(budget)
+        total = time.perf_counter() - start
+        env.step, env.env_method = timers["env_step"].method, timers["restore"].method
+        model.policy.forward = timers["inference"].method
+        limit = stepping_limit(model, max(budget // (4 * env.num_envs), 200))
+        seconds = {name: timer.seconds for name, timer in timers.items()}
+        seconds["bookkeeping"] = seconds["rollout"] - seconds["env_step"] - seconds["restore"] - seconds["inference"]
+        row = dict(
+            steps_per_second=model.num_timesteps / total,
+            limit_steps_per_second=limit,
+            idle_fraction=float(model.logger.name_to_value.get("rollout/idle_fraction", float("nan"))),
+            n_envs=env.num_envs,
+            **{f"{name}_fraction": seconds[name] / total for name in ("env_step", "restore", "inference", "bookkeeping", "update")},
+        )
+        row["fraction_of_limit"] = row["steps_per_second"] / limit
+        for key, value in row.items():
+            results.setdefault(key, []).append(float(value))
+    return dict(env=env_id, budget=budget, kwargs=kwargs, rounds=rounds, **{k: float(np.median(v)) for k, v in results.items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=None, help=f"default: every available pair of {list(PAIRS)}")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    parser.add_argument("--grpo", default=None, metavar="ENV_ID", help="profile GRPO's learn() on this env instead")
+    parser.add_argument("--grpo-kwargs", default="{}", help="GRPO keyword arguments, a Python dict literal")
+    parser.add_argument("--budget", type=int, default=100_000, help="env steps per profiled learn() (with --grpo)")
     args = parser.parse_args()
     th.set_num_threads(1)
+    if args.grpo:
+        import ast
+
+        result = profile_grpo(args.grpo, args.budget, ast.literal_eval(args.grpo_kwargs), rounds=args.rounds if args.rounds != 20 else 3)
+        print(json.dumps(result, indent=1))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=1))
+        return
     pairs = args.pairs or [p for p in PAIRS if all(algorithm(n) is not None for n in p.split(":"))]
     results = [measure_pair(pair, args.rounds) for pair in pairs]
     print(
