@@ -145,8 +145,13 @@ class PeriodicEval(BaseCallback):
         self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
         self.next_eval = eval_freq
         self.curve: list[tuple[int, float]] = []
+        self.wall_seconds: list[float] = []  # training seconds (evaluations excluded) at each point of the curve
         self.trace: dict[str, list[tuple[int, float]]] = {}
         self.eval_seconds = 0.0
+        self.train_start = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self.train_start = time.perf_counter()
 
     def _init_callback(self) -> None:
         if isinstance(self.training_env, VecNormalize):
@@ -154,6 +159,7 @@ class PeriodicEval(BaseCallback):
 
     def evaluate(self) -> float:
         start = time.perf_counter()
+        self.wall_seconds.append(start - self.train_start - self.eval_seconds)
         sync_envs_normalization(self.training_env, self.eval_env)
         mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes, deterministic=True)
         self.curve.append((int(self.model.num_timesteps), float(mean)))
@@ -194,6 +200,7 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
         hyperparams={k: str(v) for k, v in hyperparams.items()},
         final_eval_mean=final,
         curve=callback.curve,
+        curve_wall_seconds=callback.wall_seconds,  # results before this key have the total train time only
         trace=callback.trace,
         threshold=threshold,
         eval_freq=eval_freq,
