@@ -417,6 +417,15 @@ def aggregate(agg: AggregateSet, rows: list[AggregateRow]) -> str:
             f"| {row.algo} | {row.runs} | {row.iqm:.3f} | [{row.iqm_ci[0]:.3f}, {row.iqm_ci[1]:.3f}] "
             f"| {improvement} | {improvement_ci} |"
         )
+    if not rows:
+        lines.append("| (no algorithm with every env of the set measured) | | | | | |")
+    reference = agg.scores.get(REFERENCE_ALGO)
+    if rows and reference is not None:  # where the probability of improvement comes from
+        lines += ["", f"| P(algo > {REFERENCE_ALGO}) per env | {' | '.join(agg.envs)} |", "|---" * (len(agg.envs) + 1) + "|"]
+        for row in rows:
+            if row.improvement is not None:
+                per_env = [probability_of_improvement([x], [y]) for x, y in zip(agg.scores[row.algo], reference, strict=True)]
+                lines.append(f"| {row.algo} | {' | '.join(f'{p:.2f}' for p in per_env)} |")
     lines += ["", *(f"Left out: {algo} ({reason})" for algo, reason in agg.left_out.items())]
     return "\n".join(lines)
 
