@@ -12,7 +12,7 @@ format), otherwise the algorithm's defaults. ``n_timesteps`` in the YAML is igno
 the env's, shared by all algorithms.
 
     python scripts/benchmark.py --algos vpg --envs CartPole-v1 --seeds 5
-    python scripts/benchmark.py --report --aggregate-plot docs/results/aggregate.png
+    python scripts/benchmark.py --report --plot-dir docs/results
 """
 
 import argparse
@@ -22,8 +22,9 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
@@ -145,8 +146,13 @@ class PeriodicEval(BaseCallback):
         self.eval_freq, self.n_eval_episodes = eval_freq, n_eval_episodes
         self.next_eval = eval_freq
         self.curve: list[tuple[int, float]] = []
+        self.wall_seconds: list[float] = []  # training seconds (evaluations excluded) at each point of the curve
         self.trace: dict[str, list[tuple[int, float]]] = {}
         self.eval_seconds = 0.0
+        self.train_start = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self.train_start = time.perf_counter()
 
     def _init_callback(self) -> None:
         if isinstance(self.training_env, VecNormalize):
@@ -154,6 +160,7 @@ class PeriodicEval(BaseCallback):
 
     def evaluate(self) -> float:
         start = time.perf_counter()
+        self.wall_seconds.append(start - self.train_start - self.eval_seconds)
         sync_envs_normalization(self.training_env, self.eval_env)
         mean, _ = evaluate_policy(self.model, self.eval_env, n_eval_episodes=self.n_eval_episodes, deterministic=True)
         self.curve.append((int(self.model.num_timesteps), float(mean)))
@@ -194,6 +201,7 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
         hyperparams={k: str(v) for k, v in hyperparams.items()},
         final_eval_mean=final,
         curve=callback.curve,
+        curve_wall_seconds=callback.wall_seconds,  # results before this key have the total train time only
         trace=callback.trace,
         threshold=threshold,
         eval_freq=eval_freq,
@@ -208,18 +216,58 @@ def result_path(results_dir: Path, algo: str, env_id: str, budget: int, seed: in
     return results_dir / algo / env_id / str(budget) / f"seed{seed}.json"
 
 
+# The README's two aggregates. "mujoco": the continuous-control envs measured at 1M steps beside InvertedPendulum
+# (LunarLanderContinuous is Box2D, but belongs with them by budget and action space rather than with the classic six).
+AGGREGATE_SETS: dict[str, list[str]] = {
+    "classic": TABLE_ENVS,
+    "mujoco": ["InvertedPendulum-v5", "Hopper-v5", "HalfCheetah-v5", "LunarLanderContinuous-v3"],
+}
+# The normalised score's 1 on each env: this algorithm's mean final score, measured in the same table (same budget,
+# machine and evaluation protocol), so that the aggregates compare algorithms with PPO rather than with a solve line.
+REFERENCE_ALGO = "ppo"
+
+
+def load_results(results_dir: Path) -> list[dict[str, Any]]:
+    """Every stored run, --quick ones (which live apart) excepted."""
+    return [
+        json.loads(path.read_text())
+        for path in sorted(results_dir.glob("*/*/*/seed*.json"))
+        if path.relative_to(results_dir).parts[0] != "quick"
+    ]
+
+
+def first_reached(points: list[float], scores: list[float], threshold: float) -> float | None:
+    """The first of ``points`` (env steps or wall seconds) whose evaluation scores at or above ``threshold``."""
+    return next((point for point, score in zip(points, scores, strict=True) if score >= threshold), None)
+
+
+def median_time_to_threshold(times: list[float | None]) -> float | None:
+    """
+    Median over seeds of the time to the threshold, a seed that never reached it counting as never (+inf):
+    None when the median seed did not reach it.
+    """
+    median = float(np.median([np.inf if t is None else t for t in times]))
+    return None if np.isinf(median) else median
+
+
+def wall_to_solve(runs: list[dict[str, Any]]) -> str:
+    """The table's "median wall time to solve" cell; runs stored before ``curve_wall_seconds`` existed have none."""
+    recorded = [r for r in runs if "curve_wall_seconds" in r]
+    if len(recorded) < len(runs):
+        return "n/a" if not recorded else f"n/a ({len(recorded)}/{len(runs)} recorded)"
+    times = [first_reached(r["curve_wall_seconds"], [s for _, s in r["curve"]], r["threshold"]) for r in runs]
+    median = median_time_to_threshold(times)
+    return "-" if median is None else f"{median:.0f}"
+
+
 def report(results_dir: Path) -> str:
-    rows = []
-    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
-        if path.relative_to(results_dir).parts[0] != "quick":  # --quick results live apart
-            rows.append(json.loads(path.read_text()))
     cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for r in rows:
+    for r in load_results(results_dir):
         cells.setdefault((r["env"], r["algo"], r["budget"]), []).append(r)
     lines = [
         "| env | algo | budget | env steps taken (mean) | seeds | final eval (mean +- std over seeds) | per seed | solved "
-        "| median steps to solve | train time (s/run) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| median steps to solve | train time (s/run) | median wall time to solve (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (env_id, algo, budget), runs in sorted(cells.items()):
         finals = np.array([r["final_eval_mean"] for r in runs])
@@ -229,7 +277,8 @@ def report(results_dir: Path) -> str:
         lines.append(
             f"| {env_id} | {algo} | {budget:,} | {np.mean([r['env_steps'] for r in runs]):,.0f} | {len(runs)} "
             f"| {finals.mean():.1f} +- {finals.std():.1f} | {per_seed} "
-            f"| {len(solved)}/{len(runs)} | {median} | {np.mean([r['train_seconds'] for r in runs]):.0f} |"
+            f"| {len(solved)}/{len(runs)} | {median} | {np.mean([r['train_seconds'] for r in runs]):.0f} "
+            f"| {wall_to_solve(runs)} |"
         )
     return "\n".join(lines)
 
@@ -241,72 +290,190 @@ def interquartile_mean(scores: np.ndarray) -> float:
     return float(scores[n // 4 : n - n // 4].mean()) if n >= 4 else float(scores.mean())
 
 
-def aggregate_rows(
-    results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: list[str] | None = None
-) -> list[dict[str, Any]]:
+def normalised_score(score: Any, random: float, reference: float) -> np.ndarray:
+    """(score - random) / (reference - random): 0 for uniformly random actions, 1 for the reference's mean score."""
+    return (np.asarray(score, dtype=float) - random) / (reference - random)
+
+
+def probability_of_improvement(x: list[np.ndarray], y: list[np.ndarray]) -> float:
     """
-    Per algorithm, over ``envs`` (default: every env it ran on) at each env's shared budget: the IQM of normalised
-    final scores with a 95% stratified-bootstrap confidence interval (seeds resampled within each env), as rliable
-    computes it. With ``envs`` given, only algorithms with results on all of them are listed, so rows compare.
+    rliable's P(X > Y): on each env, the probability that a run of X scores above a run of Y, ties counting one half
+    (the Mann-Whitney U statistic over n_x * n_y), averaged over the envs. ``x[i]``, ``y[i]``: the seeds' scores on env i.
     """
-    per_algo: dict[str, dict[str, list[float]]] = {}
-    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
-        r = json.loads(path.read_text())
-        env = ENVS.get(r["env"])
-        if path.relative_to(results_dir).parts[0] == "quick" or env is None or r["budget"] != env["budget"]:
-            continue
-        if envs is not None and r["env"] not in envs:
-            continue
-        normalised = (r["final_eval_mean"] - env["random"]) / (env["threshold"] - env["random"])
-        per_algo.setdefault(r["algo"], {}).setdefault(r["env"], []).append(normalised)
-    rows = []
-    for algo, ran in sorted(per_algo.items()):
-        if envs is not None and set(ran) != set(envs):
-            continue
-        scores = [np.array(v) for v in ran.values()]
-        rng = np.random.default_rng(seed)  # one stream per row: a row's interval does not depend on the others
-        boot = [
-            interquartile_mean(np.concatenate([rng.choice(v, size=len(v), replace=True) for v in scores]))
+    per_env = [
+        np.mean((xe[:, None] > ye[None, :]) + 0.5 * (xe[:, None] == ye[None, :]))
+        for xe, ye in zip(map(np.asarray, x), map(np.asarray, y), strict=True)
+    ]
+    return float(np.mean(per_env))
+
+
+def score_distribution(scores: list[np.ndarray], taus: np.ndarray) -> np.ndarray:
+    """
+    rliable's performance profile (run-score distribution): for each tau, the fraction of runs scoring above tau, each
+    env weighted equally (which is rliable's fraction of all runs when every env has the same number of seeds).
+    """
+    taus = np.asarray(taus, dtype=float)
+    return np.mean([np.mean(np.asarray(s)[:, None] > taus[None, :], axis=0) for s in scores], axis=0)
+
+
+def stratified_bootstrap(
+    statistic: Callable[..., Any], samples: list[list[np.ndarray]], n_bootstrap: int, rng: np.random.Generator
+) -> np.ndarray:
+    """
+    ``statistic(*samples)`` on ``n_bootstrap`` resamplings, stacked: every per-env array of every sample (the seeds of one
+    algorithm on one env) is resampled with replacement within itself, as rliable's stratified bootstrap does.
+    """
+    return np.array(
+        [
+            statistic(*[[rng.choice(v, size=len(v), replace=True) for v in sample] for sample in samples])
             for _ in range(n_bootstrap)
         ]
-        low, high = np.percentile(boot, [2.5, 97.5])
-        iqm = interquartile_mean(np.concatenate(scores))
-        rows.append(dict(algo=algo, envs=sorted(ran), runs=sum(map(len, scores)), iqm=iqm, low=low, high=high))
-    return rows
+    )
 
 
-def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: list[str] | None = None) -> str:
-    """The rows of :func:`aggregate_rows` as a Markdown table."""
-    lines = ["| algo | envs | runs | IQM of normalised score | 95% bootstrap CI |", "|---|---|---|---|---|"]
-    for row in aggregate_rows(results_dir, n_bootstrap, seed, envs):
+class AggregateSet(NamedTuple):
+    """The normalised final scores of the algorithms measured on every env of a set, and why the others are left out."""
+
+    name: str
+    envs: list[str]
+    reference: dict[str, float]  # env -> REFERENCE_ALGO's mean final score there (the normalised 1)
+    scores: dict[str, list[np.ndarray]]  # algo -> its seeds' normalised final scores, one array per env (``envs`` order)
+    left_out: dict[str, str]  # algo -> the reason
+
+
+def aggregate_set(
+    results: list[dict[str, Any]], name: str, envs: list[str], reference_algo: str = REFERENCE_ALGO
+) -> AggregateSet:
+    """
+    The runs of ``results`` at each env's shared budget (other budgets are side experiments), normalised by
+    :func:`normalised_score` against ``reference_algo``'s mean. An algorithm enters only with every env of ``envs``
+    measured, and only if the reference is measured on all of them too (otherwise there is no normaliser).
+    """
+    finals: dict[str, dict[str, list[float]]] = {}
+    for r in results:
+        if r["env"] in ENVS and r["budget"] == ENVS[r["env"]]["budget"]:
+            finals.setdefault(r["algo"], {}).setdefault(r["env"], []).append(r["final_eval_mean"])
+    measured = finals.get(reference_algo, {})
+    reference = {env: float(np.mean(measured[env])) for env in envs if env in measured}
+    no_reference = [env for env in envs if env not in reference]
+    scores, left_out = {}, {}
+    for algo, ran in sorted(finals.items()):
+        missing = [env for env in envs if env not in ran]
+        if missing or no_reference:
+            reasons = [f"not measured on {', '.join(missing)}"] if missing else []
+            if no_reference and algo != reference_algo:
+                reasons.append(f"no {reference_algo} reference on {', '.join(no_reference)}")
+            left_out[algo] = "; ".join(reasons)
+            continue
+        scores[algo] = [normalised_score(ran[env], ENVS[env]["random"], reference[env]) for env in envs]
+    return AggregateSet(name, list(envs), reference, scores, left_out)
+
+
+class AggregateRow(NamedTuple):
+    algo: str
+    runs: int
+    iqm: float
+    iqm_ci: tuple[float, float]  # 95% stratified-bootstrap interval
+    improvement: float | None  # P(algo > reference); None for the reference itself
+    improvement_ci: tuple[float, float] | None
+
+
+def aggregate_rows(agg: AggregateSet, n_bootstrap: int = 2000, seed: int = 0) -> list[AggregateRow]:
+    """
+    Per algorithm of ``agg``: the IQM of its normalised final scores over the set's envs and its probability of
+    improvement over the reference algorithm, each with a 95% percentile interval from a stratified bootstrap
+    (seeds resampled within each env, independently per algorithm; the normaliser is held fixed).
+    """
+    rows = []
+    reference = agg.scores.get(REFERENCE_ALGO)
+    for algo, scores in agg.scores.items():
+        rng = np.random.default_rng(seed)  # one stream per row: a row's interval does not depend on the others
+        boot = stratified_bootstrap(lambda s: interquartile_mean(np.concatenate(s)), [scores], n_bootstrap, rng)
+        iqm_ci = tuple(np.percentile(boot, [2.5, 97.5]))
+        improvement = improvement_ci = None
+        if algo != REFERENCE_ALGO and reference is not None:
+            improvement = probability_of_improvement(scores, reference)
+            boot = stratified_bootstrap(probability_of_improvement, [scores, reference], n_bootstrap, rng)
+            improvement_ci = tuple(np.percentile(boot, [2.5, 97.5]))
+        runs = sum(map(len, scores))
+        rows.append(AggregateRow(algo, runs, interquartile_mean(np.concatenate(scores)), iqm_ci, improvement, improvement_ci))
+    return sorted(rows, key=lambda row: -row.iqm)
+
+
+def aggregate(agg: AggregateSet, rows: list[AggregateRow]) -> str:
+    """One aggregate as Markdown: its normaliser, the table of :func:`aggregate_rows` and the algorithms left out."""
+    ref = ", ".join(f"{env} {agg.reference[env]:.1f}" for env in agg.envs if env in agg.reference)
+    lines = [
+        f"Aggregate '{agg.name}' over {', '.join(agg.envs)}: normalised score (score - random) / "
+        f"({REFERENCE_ALGO} mean - random); {REFERENCE_ALGO} means: {ref or 'none measured'}",
+        "",
+        f"| algo | runs | IQM | 95% CI | P(algo > {REFERENCE_ALGO}) | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        improvement = "-" if row.improvement is None else f"{row.improvement:.2f}"
+        improvement_ci = "-" if row.improvement_ci is None else f"[{row.improvement_ci[0]:.2f}, {row.improvement_ci[1]:.2f}]"
         lines.append(
-            f"| {row['algo']} | {', '.join(row['envs'])} | {row['runs']} | {row['iqm']:.3f} "
-            f"| [{row['low']:.3f}, {row['high']:.3f}] |"
+            f"| {row.algo} | {row.runs} | {row.iqm:.3f} | [{row.iqm_ci[0]:.3f}, {row.iqm_ci[1]:.3f}] "
+            f"| {improvement} | {improvement_ci} |"
         )
+    if not rows:
+        lines.append("| (no algorithm with every env of the set measured) | | | | | |")
+    reference = agg.scores.get(REFERENCE_ALGO)
+    if rows and reference is not None:  # where the probability of improvement comes from
+        lines += ["", f"| P(algo > {REFERENCE_ALGO}) per env | {' | '.join(agg.envs)} |", "|---" * (len(agg.envs) + 1) + "|"]
+        for row in rows:
+            if row.improvement is not None:
+                per_env = [probability_of_improvement([x], [y]) for x, y in zip(agg.scores[row.algo], reference, strict=True)]
+                lines.append(f"| {row.algo} | {' | '.join(f'{p:.2f}' for p in per_env)} |")
+    lines += ["", *(f"Left out: {algo} ({reason})" for algo, reason in agg.left_out.items())]
     return "\n".join(lines)
 
 
-def plot_aggregate(rows: list[dict[str, Any]], out: Path) -> None:
-    """rliable's interval plot: one bar per algorithm from the CI's low to high end, the IQM marked on it."""
+def plot_aggregate(agg: AggregateSet, rows: list[AggregateRow], out: Path, n_bootstrap: int = 2000, seed: int = 0) -> None:
+    """
+    rliable's three views of one aggregate: IQM intervals, probability of improvement over the reference with its
+    interval, and the performance profiles (fraction of runs above each normalised score, 95% bootstrap band).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = sorted(rows, key=lambda row: row["iqm"])
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(rows) + 1.4))
+    rows = sorted(rows, key=lambda row: row.iqm)
+    colors = {row.algo: f"C{i}" for i, row in enumerate(sorted(rows, key=lambda row: row.algo))}
+    fig, (ax_iqm, ax_poi, ax_profile) = plt.subplots(1, 3, figsize=(15, 0.35 * len(rows) + 3.2))
     for y, row in enumerate(rows):
-        ax.barh(y, row["high"] - row["low"], left=row["low"], height=0.6, alpha=0.4)
-        ax.plot([row["iqm"]] * 2, [y - 0.3, y + 0.3], color="black")
-    ax.set_yticks(range(len(rows)), [row["algo"] for row in rows])
-    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
-    envs = sorted({env for row in rows for env in row["envs"]})
-    ax.set_xlabel("IQM of (score - random) / (solved - random); bar: 95% stratified bootstrap CI")
-    ax.set_title(f"{len(envs)} envs: " + ", ".join(envs), fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
+        ax_iqm.barh(y, row.iqm_ci[1] - row.iqm_ci[0], left=row.iqm_ci[0], height=0.6, alpha=0.5, color=colors[row.algo])
+        ax_iqm.plot([row.iqm] * 2, [y - 0.3, y + 0.3], color="black")
+        if row.improvement is not None:
+            low, high = row.improvement_ci
+            ax_poi.barh(y, high - low, left=low, height=0.6, alpha=0.5, color=colors[row.algo])
+            ax_poi.plot([row.improvement] * 2, [y - 0.3, y + 0.3], color="black")
+    for ax in (ax_iqm, ax_poi):
+        ax.set_yticks(range(len(rows)), [row.algo for row in rows])
+        ax.grid(axis="x", alpha=0.3)
+    ax_iqm.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax_iqm.set_xlabel(f"IQM of normalised score (1 = {REFERENCE_ALGO}'s mean); bar: 95% CI")
+    ax_poi.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax_poi.set_xlim(0, 1)
+    ax_poi.set_xlabel(f"P(algo > {REFERENCE_ALGO}); bar: 95% CI")
+    everything = np.concatenate([s for scores in agg.scores.values() for s in scores])
+    taus = np.linspace(min(0.0, everything.min()), max(1.25, everything.max()), 101)
+    for algo, scores in sorted(agg.scores.items()):
+        boot = stratified_bootstrap(lambda s: score_distribution(s, taus), [scores], n_bootstrap, np.random.default_rng(seed))
+        low, high = np.percentile(boot, [2.5, 97.5], axis=0)
+        ax_profile.plot(taus, score_distribution(scores, taus), color=colors[algo], label=algo)
+        ax_profile.fill_between(taus, low, high, color=colors[algo], alpha=0.15)
+    ax_profile.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax_profile.set_xlabel("normalised score tau")
+    ax_profile.set_ylabel("fraction of runs with score > tau")
+    ax_profile.grid(alpha=0.3)
+    ax_profile.legend(fontsize=8)
+    fig.suptitle(f"{agg.name}: " + ", ".join(agg.envs), fontsize=9)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
@@ -335,19 +502,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-eval-episodes", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
     parser.add_argument("--report", action="store_true", help="print the tables from the stored results and exit")
-    parser.add_argument("--aggregate-plot", type=Path, default=None, help="--report: also plot the aggregate as PNG")
+    parser.add_argument("--plot-dir", type=Path, default=None, help="--report: also plot each aggregate as a PNG here")
     parser.add_argument("--memory", metavar="ENV_ID", default=None, help="measure parameters and peak memory on ENV_ID")
     parser.add_argument("--memory-steps", type=int, default=20_000)
     args = parser.parse_args(argv)
 
     if args.report:
         print(report(args.results_dir))
-        print()
-        # over --envs (default: the table's six), so every row of the aggregate covers the same envs
-        print(aggregate(args.results_dir, envs=args.envs))
-        if args.aggregate_plot:
-            plot_aggregate(aggregate_rows(args.results_dir, envs=args.envs), args.aggregate_plot)
-            print(f"wrote {args.aggregate_plot}")
+        results = load_results(args.results_dir)
+        for name, envs in AGGREGATE_SETS.items():  # each aggregate over a fixed set: every row covers the same envs
+            agg = aggregate_set(results, name, envs)
+            rows = aggregate_rows(agg)
+            print(f"\n{aggregate(agg, rows)}")
+            if args.plot_dir and rows:
+                plot_aggregate(agg, rows, args.plot_dir / f"aggregate-{name}.png")
+                print(f"wrote {args.plot_dir / f'aggregate-{name}.png'}")
         return
     if args.memory:
         rows = [peak_memory(algo, args.memory, args.memory_steps) for algo in (args.algos or list(algorithm_classes()))]

@@ -5,7 +5,8 @@ Sources, each grouped into one curve per algorithm (and env):
 - ``--tensorboard DIR``: TensorBoard event files below DIR (SB3's ``tensorboard_log`` or the zoo's
   ``--tensorboard-log``); runs named ``<NAME>_<k>`` are seeds of NAME; ``--tag`` picks the scalar;
 - ``--zoo DIR``: an RL Zoo log folder (``DIR/<algo>/<env>_<k>/evaluations.npz`` written by its EvalCallback);
-- ``--benchmark DIR``: the JSON results of ``scripts/benchmark.py`` (deterministic evaluation curves).
+- ``--benchmark DIR``: the JSON results of ``scripts/benchmark.py`` (deterministic evaluation curves), one PNG per env
+  with the curves against env steps and, beside them, against training wall-clock seconds.
 
     python scripts/plot_curves.py --tensorboard runs --tag rollout/ep_rew_mean --out curves.png
     python scripts/plot_curves.py --benchmark benchmark_results --out-dir docs/curves
@@ -16,6 +17,7 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -48,16 +50,44 @@ def from_zoo(root: Path) -> dict[str, list[Curve]]:
     return runs
 
 
-def from_benchmark(root: Path) -> dict[str, dict[str, list[Curve]]]:
-    """{env: {algo: curves}}"""
-    envs: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
+class BenchmarkRuns(NamedTuple):
+    """One env's runs of ``scripts/benchmark.py``, per label (algorithm and budget)."""
+
+    steps: dict[str, list[Curve]]  # evaluation curves against env steps
+    wall: dict[str, list[Curve]]  # the same curves against training seconds, for the runs that recorded them
+    ends: dict[str, list[tuple[float, float]]]  # (train seconds, final score) of the runs that recorded only their total
+
+
+def from_benchmark(root: Path) -> dict[str, BenchmarkRuns]:
+    """{env: runs}; a run stored before ``curve_wall_seconds`` existed has its end point only on the wall-clock axis."""
+    envs: dict[str, BenchmarkRuns] = defaultdict(
+        lambda: BenchmarkRuns(defaultdict(list), defaultdict(list), defaultdict(list))
+    )
     for path in sorted(root.glob("*/*/*/seed*.json")):
         if path.relative_to(root).parts[0] == "quick":
             continue
         result = json.loads(path.read_text())
         steps, scores = zip(*result["curve"], strict=True) if result["curve"] else ((), ())
-        envs[result["env"]][f"{result['algo']} ({result['budget'] // 1000}k)"].append((np.array(steps), np.array(scores)))
+        label, runs = f"{result['algo']} ({result['budget'] // 1000}k)", envs[result["env"]]
+        runs.steps[label].append((np.array(steps), np.array(scores)))
+        if "curve_wall_seconds" in result:
+            runs.wall[label].append((np.array(result["curve_wall_seconds"]), np.array(scores)))
+        else:
+            runs.ends[label].append((result["train_seconds"], result["final_eval_mean"]))
     return envs
+
+
+def _draw(ax, runs: dict[str, list[Curve]], colors: dict[str, str] | None = None) -> None:
+    """Mean over seeds on the x range they share, with a min-to-max band."""
+    for label, curves in sorted(runs.items()):
+        end = min(c[0][-1] for c in curves if len(c[0]))
+        start = max(c[0][0] for c in curves if len(c[0]))
+        grid = np.linspace(start, end, 200)
+        values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves if len(steps)])
+        color = colors.get(label) if colors else None
+        (line,) = ax.plot(grid, values.mean(axis=0), label=f"{label} ({len(values)} seeds)", color=color)
+        if len(values) > 1:
+            ax.fill_between(grid, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
 
 
 def plot(runs: dict[str, list[Curve]], title: str, ylabel: str, out: Path) -> None:
@@ -67,15 +97,7 @@ def plot(runs: dict[str, list[Curve]], title: str, ylabel: str, out: Path) -> No
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, curves in sorted(runs.items()):
-        end = min(c[0][-1] for c in curves if len(c[0]))
-        start = max(c[0][0] for c in curves if len(c[0]))
-        grid = np.linspace(start, end, 200)
-        values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves if len(steps)])
-        mean = values.mean(axis=0)
-        (line,) = ax.plot(grid, mean, label=f"{label} ({len(values)} seeds)")
-        if len(values) > 1:
-            ax.fill_between(grid, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+    _draw(ax, runs)
     ax.set_xlabel("env steps")
     ax.set_ylabel(ylabel)
     ax.set_title(title + "  (line: mean over seeds, band: min to max)")
@@ -84,6 +106,38 @@ def plot(runs: dict[str, list[Curve]], title: str, ylabel: str, out: Path) -> No
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
+def plot_benchmark(runs: BenchmarkRuns, title: str, out: Path) -> None:
+    """The env-step curves and, beside them, the same seeds against training wall-clock seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {label: f"C{i % 10}" for i, label in enumerate(sorted(runs.steps))}
+    fig, (ax_steps, ax_wall) = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
+    _draw(ax_steps, runs.steps, colors)
+    _draw(ax_wall, runs.wall, colors)
+    for label, ends in sorted(runs.ends.items()):
+        seconds, finals = zip(*ends, strict=True)
+        ax_wall.scatter(
+            seconds, finals, marker="x", color=colors[label], label=f"{label}: end of run only ({len(ends)} seeds)"
+        )
+    ax_steps.set_xlabel("env steps")
+    ax_steps.set_ylabel("deterministic evaluation return")
+    ax_steps.set_title(title + "  (line: mean over seeds, band: min to max)", fontsize=9)
+    ax_wall.set_xlabel("training wall-clock seconds (evaluations excluded)")
+    ax_wall.set_xlim(left=0)
+    ax_wall.set_title("x: final score at the total train time of runs without per-evaluation wall time", fontsize=8)
+    for ax in (ax_steps, ax_wall):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
     plt.close(fig)
     print(f"wrote {out}")
 
@@ -104,7 +158,7 @@ def main() -> None:
         plot(from_zoo(args.zoo), str(args.zoo), "evaluation return", args.out)
     else:
         for env_id, runs in sorted(from_benchmark(args.benchmark).items()):
-            plot(runs, env_id, "deterministic evaluation return", args.out_dir / f"{env_id}.png")
+            plot_benchmark(runs, env_id, args.out_dir / f"{env_id}.png")
 
 
 if __name__ == "__main__":

@@ -33,41 +33,151 @@ def test_plot_curves_from_tensorboard_groups_seeds(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
 
 
-def test_benchmark_statistics(tmp_path):
+def write_result(benchmark, root, algo, env_id, seed, score, budget=None, **extra):
+    """One run stored as benchmark.py stores it (the keys the report reads)."""
+    budget = budget or benchmark.ENVS[env_id]["budget"]
+    path = benchmark.result_path(root, algo, env_id, budget, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = dict(
+        algo=algo,
+        env=env_id,
+        seed=seed,
+        budget=budget,
+        final_eval_mean=score,
+        env_steps=budget,
+        steps_to_threshold=None,
+        threshold=benchmark.ENVS[env_id]["threshold"],
+        train_seconds=1.0,
+        curve=[[1, score]],
+    )
+    path.write_text(json.dumps({**result, **extra}))
+
+
+def test_benchmark_statistics_pure_functions():
     benchmark = load_script("benchmark")
     assert benchmark.interquartile_mean(np.arange(8)) == np.mean([2, 3, 4, 5])
     assert benchmark.interquartile_mean([1.0, 2.0]) == 1.5
-    # two envs x 3 seeds of one algorithm, stored as the benchmark stores them
-    for env_id, scores in (("CartPole-v1", [475.0, 475.0, 23.7]), ("Acrobot-v1", [-100.0, -100.0, -100.0])):
+    np.testing.assert_allclose(
+        benchmark.normalised_score([20.0, 220.0, 420.0, 0.0], random=20.0, reference=220.0), [0, 1, 2, -0.1]
+    )
+    # P(X > Y) by hand. Env 1: x 3 beats all three of y, x 1 beats only 0: 4 of 6 pairs. Env 2: one tie, 1/2.
+    # Mean over the envs: (4/6 + 1/2) / 2 = 7/12.
+    x, y = [np.array([3.0, 1.0]), np.array([5.0])], [np.array([2.0, 2.0, 0.0]), np.array([5.0])]
+    assert abs(benchmark.probability_of_improvement(x, y) - 7 / 12) < 1e-12
+    assert abs(benchmark.probability_of_improvement(y, x) - 5 / 12) < 1e-12  # ties split evenly: P(X>Y)+P(Y>X) = 1
+    # the performance profile: env 1 has 2 of 4 runs above 1 and 0 above 2, env 2 has 1 of 2 above both
+    profile = benchmark.score_distribution([np.array([0.5, 1.0, 1.5, 2.0]), np.array([1.0, 3.0])], np.array([0.0, 1.0, 2.0]))
+    np.testing.assert_array_equal(profile, [1.0, 0.5, 0.25])
+    # time to the threshold: the first evaluation at or above it; the median over seeds counts a seed that never got
+    # there as never, so it is None when the median seed never did
+    assert benchmark.first_reached([10, 20, 30], [5.0, 9.0, 7.0], threshold=7.0) == 20
+    assert benchmark.first_reached([10, 20], [5.0, 6.0], threshold=7.0) is None
+    assert benchmark.median_time_to_threshold([30.0, None, 10.0]) == 30.0
+    assert benchmark.median_time_to_threshold([10.0, 20.0, None, 40.0]) == 30.0
+    assert benchmark.median_time_to_threshold([10.0, None, None]) is None
+
+
+def test_probability_of_improvement_and_iqm_match_rliable():
+    """On equal seed counts per env (what rliable's matrices need) the numbers are rliable's own, ties included."""
+    from rliable import metrics
+
+    benchmark = load_script("benchmark")
+    rng = np.random.default_rng(0)
+    for n_x, n_y in ((5, 5), (3, 7)):
+        x, y = rng.integers(0, 4, size=(n_x, 6)).astype(float), rng.integers(0, 4, size=(n_y, 6)).astype(float)
+        ours = benchmark.probability_of_improvement(list(x.T), list(y.T))
+        assert abs(ours - metrics.probability_of_improvement(x, y)) < 1e-12
+        assert abs(benchmark.interquartile_mean(x) - metrics.aggregate_iqm(x)) < 1e-12
+
+
+def test_stratified_bootstrap_resamples_seeds_within_each_env():
+    benchmark = load_script("benchmark")
+    samples = [[np.array([1.0, 1.0, 0.0]), np.array([1.0, 1.0, 1.0])]]
+    per_env = benchmark.stratified_bootstrap(lambda s: [v.mean() for v in s], samples, 500, np.random.default_rng(0))
+    assert per_env.shape == (500, 2) and set(per_env[:, 1]) == {1.0}  # env 2's runs never mix with env 1's
+    assert set(np.round(per_env[:, 0] * 3).astype(int)) == {0, 1, 2, 3}
+    # IQM of the six: 1 with at most one 0 drawn, 0.75 with two, 0.5 with three (probability 1/27 = 3.7%, above the
+    # 2.5% tail): the 95% interval is [0.5, 1]
+    iqm = benchmark.stratified_bootstrap(
+        lambda s: benchmark.interquartile_mean(np.concatenate(s)), samples, 2000, np.random.default_rng(0)
+    )
+    assert tuple(np.percentile(iqm, [2.5, 97.5])) == (0.5, 1.0)
+
+
+def test_benchmark_aggregates_against_the_reference(tmp_path):
+    benchmark = load_script("benchmark")
+    # normalised against PPO's mean: CartPole (random 23.7) PPO mean 223.7, Acrobot (random -497.1) PPO mean -297.1
+    finals = {
+        ("ppo", "CartPole-v1"): [123.7, 223.7, 323.7],  # 0.5, 1, 1.5
+        ("ppo", "Acrobot-v1"): [-297.1, -297.1, -297.1],  # 1, 1, 1
+        ("algo", "CartPole-v1"): [423.7, 323.7, 223.7],  # 2, 1.5, 1
+        ("algo", "Acrobot-v1"): [-197.1, -297.1, -397.1],  # 1.5, 1, 0.5
+        ("partial", "CartPole-v1"): [500.0],
+    }
+    for (algo, env_id), scores in finals.items():
         for seed, score in enumerate(scores):
-            path = tmp_path / "algo" / env_id / str(benchmark.ENVS[env_id]["budget"]) / f"seed{seed}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(
-                json.dumps(
-                    dict(
-                        algo="algo",
-                        env=env_id,
-                        seed=seed,
-                        budget=benchmark.ENVS[env_id]["budget"],
-                        final_eval_mean=score,
-                        env_steps=benchmark.ENVS[env_id]["budget"],
-                        steps_to_threshold=None,
-                        train_seconds=1.0,
-                        curve=[[1, score]],
-                    )
-                )
-            )
-    table = benchmark.aggregate(tmp_path, n_bootstrap=200)
-    # normalised scores: 1, 1, 0 (CartPole) and 1, 1, 1 (Acrobot) -> IQM of [0, 1, 1, 1, 1, 1] = mean of the middle 4 = 1
-    assert "| algo | Acrobot-v1, CartPole-v1 | 6 | 1.000 |" in table
-    (row,) = benchmark.aggregate_rows(tmp_path, n_bootstrap=200)
-    # every bootstrap sample keeps Acrobot's three 1s and draws CartPole's three from [1, 1, 0]: IQM 1 with at most
-    # one 0, 0.75 with two, 0.5 with three (probability 1/27 = 3.7%, above the 2.5% tail): the interval is [0.5, 1]
-    assert (row["runs"], row["iqm"], row["low"], row["high"]) == (6, 1.0, 0.5, 1.0)
-    benchmark.plot_aggregate([row], tmp_path / "aggregate.png")
+            write_result(benchmark, tmp_path, algo, env_id, seed, score)
+    write_result(benchmark, tmp_path, "algo", "CartPole-v1", 0, -1000.0, budget=1000)  # another budget: not aggregated
+    results = benchmark.load_results(tmp_path)
+    agg = benchmark.aggregate_set(results, "two", ["CartPole-v1", "Acrobot-v1"])
+    assert list(agg.reference) == ["CartPole-v1", "Acrobot-v1"]
+    np.testing.assert_allclose(list(agg.reference.values()), [223.7, -297.1])
+    assert sorted(agg.scores) == ["algo", "ppo"] and agg.left_out == {"partial": "not measured on Acrobot-v1"}
+    np.testing.assert_allclose(agg.scores["algo"][0], [2.0, 1.5, 1.0])
+    rows = {row.algo: row for row in benchmark.aggregate_rows(agg, n_bootstrap=200)}
+    assert rows["algo"].runs == 6 and abs(rows["algo"].iqm - 1.25) < 1e-12  # middle four of 0.5, 1, 1, 1.5, 1.5, 2
+    assert abs(rows["ppo"].iqm - 1.0) < 1e-12 and rows["ppo"].improvement is None
+    # CartPole: 2 beats all of PPO's, 1.5 two and a tie, 1 one and a tie: 7/9; Acrobot: 3 + 1.5 + 0 of 9 = 1/2
+    assert abs(rows["algo"].improvement - (7 / 9 + 1 / 2) / 2) < 1e-12
+    low, high = rows["algo"].improvement_ci
+    assert 0 <= low < rows["algo"].improvement < high <= 1
+    table = benchmark.aggregate(agg, list(rows.values()))
+    assert "| algo | 6 | 1.250 |" in table and "Left out: partial (not measured on Acrobot-v1)" in table
+    benchmark.plot_aggregate(agg, list(rows.values()), tmp_path / "aggregate.png", n_bootstrap=50)
     assert (tmp_path / "aggregate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # without the reference on every env there is no normaliser: nobody is aggregated, and each says why
+    no_reference = benchmark.aggregate_set(results, "one", ["CartPole-v1", "Acrobot-v1"], reference_algo="partial")
+    assert no_reference.scores == {}
+    assert no_reference.left_out["algo"] == "no partial reference on Acrobot-v1"
+
+
+def test_benchmark_report_wall_time_to_solve(tmp_path):
+    benchmark = load_script("benchmark")
+    write_result(benchmark, tmp_path, "old", "CartPole-v1", 0, 500.0)  # stored before per-evaluation wall times
+    write_result(benchmark, tmp_path, "old", "CartPole-v1", 1, 23.7)
+    curve = [[10_000, 100.0], [20_000, 480.0], [30_000, 500.0]]
+    for seed, wall in enumerate(([5.0, 9.0, 14.0], [4.0, 6.0, 8.0], [3.0, 4.0, 5.0])):
+        write_result(benchmark, tmp_path, "new", "CartPole-v1", seed, 500.0, curve=curve, curve_wall_seconds=wall)
+    write_result(benchmark, tmp_path, "mixed", "CartPole-v1", 0, 500.0, curve=curve, curve_wall_seconds=[1.0, 2.0, 3.0])
+    write_result(benchmark, tmp_path, "mixed", "CartPole-v1", 1, 500.0)
     report = benchmark.report(tmp_path)
-    assert "| CartPole-v1 | algo | 200,000 | 200,000 | 3 | 324.6 +- 212.7 | 475, 475, 24 | 0/3 |" in report
+    assert "| CartPole-v1 | old | 200,000 | 200,000 | 2 | 261.9 +- 238.2 | 500, 24 | 0/2 | - | 1 | n/a |" in report
+    assert "| CartPole-v1 | new | 200,000 | 200,000 | 3 | 500.0 +- 0.0 | 500, 500, 500 | 0/3 | - | 1 | 6 |" in report
+    assert "| mixed | 200,000 | 200,000 | 2 | 500.0 +- 0.0 | 500, 500 | 0/2 | - | 1 | n/a (1/2 recorded) |" in report
+
+
+def test_benchmark_run_records_wall_seconds_per_evaluation():
+    benchmark = load_script("benchmark")
+    result = benchmark.run_one("vpg", "CartPole-v1", seed=0, budget=2048, eval_freq=1024, n_eval_episodes=1)
+    steps = [step for step, _ in result["curve"]]
+    wall = result["curve_wall_seconds"]
+    assert steps == [1024, 2048, 2048] and len(wall) == 3  # two periodic evaluations and the final one
+    assert 0 < wall[0] < wall[1] <= wall[2] <= result["train_seconds"]
+    assert wall[2] > 0.9 * result["train_seconds"]  # the final point is taken when training has ended
+
+
+def test_plot_curves_from_benchmark_against_steps_and_wall_seconds(tmp_path):
+    benchmark, plot_curves = load_script("benchmark"), load_script("plot_curves")
+    curve = [[10_000, 100.0], [20_000, 480.0]]
+    write_result(benchmark, tmp_path, "ppo", "CartPole-v1", 0, 480.0, curve=curve, curve_wall_seconds=[2.0, 5.0])
+    write_result(benchmark, tmp_path, "ppo", "CartPole-v1", 1, 300.0, curve=curve)  # no per-evaluation wall time
+    (runs,) = plot_curves.from_benchmark(tmp_path).values()
+    assert [len(c) for c in runs.steps.values()] == [2]  # both seeds against env steps
+    ((wall, scores),) = runs.wall["ppo (200k)"]  # the recorded one against wall seconds, the other as its end only
+    assert list(wall) == [2.0, 5.0] and list(scores) == [100.0, 480.0] and runs.ends["ppo (200k)"] == [(1.0, 300.0)]
+    out = tmp_path / "CartPole-v1.png"
+    plot_curves.plot_benchmark(runs, "CartPole-v1", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
 
 
 def test_every_shipped_zoo_entry_builds():
