@@ -55,8 +55,8 @@ class _EstimatorBufferMeta(ABCMeta):
         if isinstance(observation_space, spaces.Dict) and not issubclass(cls, DictRolloutBuffer):
             if cls.dict_variant is None:
                 raise TypeError(
-                    f"{cls.__name__} got a Dict observation space but has no Dict variant: compose the estimator "
-                    f"with a Dict buffer, e.g. `class My{cls.__name__}(<Estimator>, <buffer>, dict_variant=DictRolloutBuffer)`."
+                    f"{cls.__name__} got a Dict observation space but has no Dict variant: compose the estimator with "
+                    f"a Dict buffer, e.g. `class My{cls.__name__}(<Estimator>, <buffer>, dict_variant=DictRolloutBuffer)`."
                 )
             target = cls.dict_variant
         return super(_EstimatorBufferMeta, target).__call__(buffer_size, observation_space, *args, **kwargs)
@@ -191,7 +191,7 @@ class TD0RolloutBuffer(TD0Estimator, RolloutBuffer, dict_variant=DictRolloutBuff
 
 
 class NStepRolloutBuffer(NStepEstimator, RolloutBuffer, dict_variant=DictRolloutBuffer):
-    """n-step advantages in SB3's ``RolloutBuffer`` (``DictRolloutBuffer`` for Dict observations); see :class:`NStepEstimator`."""
+    """n-step advantages in SB3's ``RolloutBuffer`` (``DictRolloutBuffer`` for Dict observations); see ``NStepEstimator``."""
 
 
 # -- sb3-contrib's MaskableRolloutBuffer: MaskablePPO -------------------------------------------------------
