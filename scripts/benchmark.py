@@ -75,8 +75,9 @@ def algorithm_classes() -> dict[str, type]:
     from stable_baselines3 import A2C, PPO
 
     import sb3_po
+    from sb3_po.ppo_recurrent import RecurrentPPO  # the zoo's ppo_lstm, taking an estimator's buffer class
 
-    classes = {"ppo": PPO, "a2c": A2C, "trpo": TRPO}
+    classes = {"ppo": PPO, "a2c": A2C, "trpo": TRPO, "ppo_lstm": RecurrentPPO}
     for name, attr in (("vpg", "VPG"), ("kl_ppo", "KLPPO"), ("grpo", "GRPO")):
         if hasattr(sb3_po, attr):
             classes[name] = getattr(sb3_po, attr)

@@ -1,7 +1,7 @@
 """
 The bridge to RL Zoo (rl_zoo3): train, enjoy, tune and plot the sb3-po algorithms with the zoo's own code.
 
-rl_zoo3 has no plugin mechanism, so :func:`register` does three small, visible things:
+rl_zoo3 has no plugin mechanism, so :func:`register` does four small, visible things:
 
 - adds ``vpg``, ``kl_ppo`` and ``grpo`` to ``rl_zoo3.utils.ALGOS`` and their Optuna samplers to
   ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` (the zoo's argparse choices are built from ALGOS when
@@ -9,6 +9,8 @@ rl_zoo3 has no plugin mechanism, so :func:`register` does three small, visible t
 - replaces ``rl_zoo3.train.ExperimentManager`` by :class:`ExperimentManager`, a subclass that resolves
   class-valued hyperparameters given as dotted strings (``rollout_buffer_class``) and their keyword
   strings (``rollout_buffer_kwargs: dict(n_step=5)``), and wraps GRPO's envs in ``RestorableEnv``;
+- makes ``ppo_lstm`` :class:`sb3_po.ppo_recurrent.RecurrentPPO`, sb3-contrib's RecurrentPPO that also takes
+  ``rollout_buffer_class`` (an sb3-po estimator; without one it is sb3-contrib's RecurrentPPO);
 - nothing else: SB3's and sb3-contrib's algorithms stay as they are.
 
 :func:`main` is the command line (``sb3-po`` or ``python -m sb3_po.zoo``): ``train``, ``enjoy``,
@@ -31,9 +33,12 @@ from torch import nn
 
 from sb3_po.grpo import GRPO
 from sb3_po.kl_ppo import KLPPO
+from sb3_po.ppo_recurrent import RecurrentPPO
 from sb3_po.vpg import VPG
 
 OUR_ALGOS = {"vpg": VPG, "kl_ppo": KLPPO, "grpo": GRPO}
+# the zoo's algorithms that take no rollout_buffer_class, replaced by a subclass that does
+WITH_BUFFER_CLASS = {"ppo_lstm": RecurrentPPO}
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
 RESTORABLE_ENV = "sb3_po.common.env_state.RestorableEnv"
 # hyperparameters whose value may be a dotted class name, and their keyword arguments given as a string
@@ -162,6 +167,7 @@ SAMPLERS = {"vpg": sample_vpg_params, "kl_ppo": sample_kl_ppo_params, "grpo": sa
 def register() -> None:
     """Make rl_zoo3 know the sb3-po algorithms (idempotent)."""
     ALGOS.update(OUR_ALGOS)
+    ALGOS.update(WITH_BUFFER_CLASS)
     HYPERPARAMS_SAMPLER.update(SAMPLERS)
     rl_zoo3.train.ExperimentManager = ExperimentManager  # type: ignore[attr-defined,misc]
 
@@ -172,8 +178,9 @@ def register() -> None:
 def default_arguments(argv: list[str]) -> list[str]:
     """
     Fill in what our algorithms need and the zoo cannot know: the shipped YAML when no ``--conf-file``
-    is given, and for ``-optimize`` without ``--storage`` a local journal file and a study name shared by
-    every worker started with the same command.
+    is given, or when the given YAML is not found here but one of that name is shipped (so the README's
+    ``--conf-file zoo_configs/...`` works from any directory), and for ``-optimize`` without ``--storage``
+    a local journal file and a study name shared by every worker started with the same command.
     """
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--algo", default="ppo")
@@ -187,6 +194,10 @@ def default_arguments(argv: list[str]) -> list[str]:
     argv = list(argv)
     if known.algo in OUR_ALGOS and known.conf_file is None:
         argv += ["--conf-file", str(config_path(known.algo))]
+    shipped = CONFIG_DIR / Path(str(known.conf_file)).name
+    if known.conf_file in argv and not Path(known.conf_file).exists() and shipped.suffix == ".yml" and shipped.exists():
+        # `--conf-file zoo_configs/ppo_estimators.yml` from outside the repository: the copy shipped in the package
+        argv[argv.index(known.conf_file)] = str(shipped)
     if known.optimize_hyperparameters and known.storage is None:
         storage = Path(known.log_folder) / "optuna" / f"{known.algo}_{known.env}.log"
         argv += ["--storage", str(storage)]

@@ -10,7 +10,9 @@ import pytest
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from sb3_po.common.buffers import RecurrentNStepRolloutBuffer
 from sb3_po.grpo import GRPO
+from sb3_po.ppo_recurrent import RecurrentPPO
 from sb3_po.zoo import config_path, default_arguments, main, resolve_hyperparams, with_restorable_env
 
 ALGO_SCALARS = {
@@ -168,3 +170,15 @@ def test_two_workers_share_one_storage(tmp_path):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2
     assert all("Writing report" in out for out in outputs)  # the final report did not crash
+
+
+def test_ppo_lstm_with_an_estimator_from_the_shipped_yaml_outside_the_repository(tmp_path, monkeypatch):
+    """`sb3-po train --algo ppo_lstm --conf-file zoo_configs/ppo_lstm_estimators.yml` from another directory."""
+    monkeypatch.chdir(tmp_path)
+    conf = "zoo_configs/ppo_lstm_estimators.yml"  # not found here: the copy shipped in the package
+    assert default_arguments(["--algo", "ppo_lstm", "--conf-file", conf])[-1] == str(config_path("ppo_lstm_estimators"))
+    zoo("train", "--algo", "ppo_lstm", "--env", "CartPole-v1", "--conf-file", conf, "-n", "256", "--eval-freq", "-1")
+    model = RecurrentPPO.load(tmp_path / "logs" / "ppo_lstm" / "CartPole-v1_1" / "CartPole-v1.zip", device="cpu")
+    assert isinstance(model.rollout_buffer, RecurrentNStepRolloutBuffer) and model.rollout_buffer.n_step == 5
+    assert model.num_timesteps == 256
+    zoo("enjoy", "--algo", "ppo_lstm", "--env", "CartPole-v1", "-f", "logs", "-n", "50", "--no-render", "--deterministic")

@@ -1,0 +1,3 @@
+from sb3_po.ppo_recurrent.ppo_recurrent import RecurrentPPO
+
+__all__ = ["RecurrentPPO"]
