@@ -152,6 +152,9 @@ def measure_pair(pair: str, rounds: int) -> dict[str, Any]:
     return result
 
 
+SPLIT = ("env_step", "restore", "inference", "bookkeeping", "update")
+
+
 class _Timed:
     """Wraps a bound method so that the seconds spent in it add up in ``seconds``."""
 
@@ -211,12 +214,13 @@ def profile_grpo(env_id: str, budget: int, kwargs: dict[str, Any], rounds: int =
             limit_steps_per_second=limit,
             idle_fraction=float(model.logger.name_to_value.get("rollout/idle_fraction", float("nan"))),
             n_envs=env.num_envs,
-            **{f"{name}_fraction": seconds[name] / total for name in ("env_step", "restore", "inference", "bookkeeping", "update")},
+            **{f"{name}_fraction": seconds[name] / total for name in SPLIT},
         )
         row["fraction_of_limit"] = row["steps_per_second"] / limit
         for key, value in row.items():
             results.setdefault(key, []).append(float(value))
-    return dict(env=env_id, budget=budget, kwargs=kwargs, rounds=rounds, **{k: float(np.median(v)) for k, v in results.items()})
+    medians = {key: float(np.median(values)) for key, values in results.items()}
+    return dict(env=env_id, budget=budget, kwargs=kwargs, rounds=rounds, **medians)
 
 
 def main() -> None:
@@ -232,7 +236,8 @@ def main() -> None:
     if args.grpo:
         import ast
 
-        result = profile_grpo(args.grpo, args.budget, ast.literal_eval(args.grpo_kwargs), rounds=args.rounds if args.rounds != 20 else 3)
+        rounds = args.rounds if args.rounds != parser.get_default("rounds") else 3
+        result = profile_grpo(args.grpo, args.budget, ast.literal_eval(args.grpo_kwargs), rounds=rounds)
         print(json.dumps(result, indent=1))
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ class GroupRolloutBuffer(BaseBuffer):
                 steps["observations"][key][self.pos] = value
         else:
             steps["observations"][self.pos] = np.reshape(obs, (self.n_envs, *self.obs_shape))  # Discrete: (n_envs,)
-        steps["actions"][self.pos] = actions.reshape(self.n_envs, self.action_dim)
+        steps["actions"][self.pos] = actions.reshape(self.n_envs, self.action_dim)  # Discrete: (n_envs,)
         steps["log_probs"][self.pos] = log_probs
         steps["rewards"][self.pos] = rewards
         self.pos += 1

@@ -85,8 +85,8 @@ class GroupRolloutCollector:
         slot_start = np.zeros(env.num_envs, dtype=int)  # the buffer row where that member's episode began
         clip_box = isinstance(model.action_space, spaces.Box) and not policy.squash_output
 
-        def assign(free: np.ndarray) -> None:
-            """Start the next members of the queue in the free slots."""
+        def assign(free: np.ndarray) -> int:
+            """Start the next members of the queue in the free slots; how many started."""
             taken = [queue.popleft() for _ in range(min(len(free), len(queue)))]
             for group in dict.fromkeys(taken):  # each group once, in queue order
                 slots = [int(s) for s, g in zip(free, taken, strict=False) if g == group]
@@ -104,10 +104,11 @@ class GroupRolloutCollector:
                 # slot would replay the same episode from the shared start (one draw per member, as members start)
                 for _ in range(n_taken):
                     policy.reset_noise(env.num_envs)
+            return n_taken
 
-        assign(np.arange(env.num_envs))
+        n_running = assign(np.arange(env.num_envs))  # slots with a member; the others idle
         n_steps, idle_steps = 0, 0
-        while (slot_group >= 0).any():
+        while n_running > 0:
             if model.use_sde and model.sde_sample_freq > 0 and n_steps % model.sde_sample_freq == 0:
                 policy.reset_noise(env.num_envs)
             with th.no_grad():
@@ -125,8 +126,7 @@ class GroupRolloutCollector:
             if model._vec_normalize_env is not None:
                 rewards = model._vec_normalize_env.get_original_reward()  # episodes are scored by their raw return
             model.num_timesteps += env.num_envs
-            running = slot_group >= 0
-            idle_steps += env.num_envs - int(running.sum())
+            idle_steps += env.num_envs - n_running
             n_steps += 1
 
             # a PPO callback's locals, with this rollout's objects
@@ -154,14 +154,16 @@ class GroupRolloutCollector:
             model._update_info_buffer(infos, dones)
 
             buffer.add(model._last_obs, actions, log_probs.cpu().numpy(), rewards)
-            for slot in np.flatnonzero(running & dones):
-                buffer.add_episode(Episode(int(slot_group[slot]), int(slot), int(slot_start[slot]), buffer.pos))
             if self.visited is not None:
-                self.visited.capture(states, np.flatnonzero(running & ~dones))
-            slot_group[dones] = -1
+                self.visited.capture(states, np.flatnonzero((slot_group >= 0) & ~dones))
             model._last_obs = new_obs
-            if queue:
-                assign(np.flatnonzero(slot_group < 0))
+            if dones.any():
+                for slot in np.flatnonzero((slot_group >= 0) & dones):
+                    buffer.add_episode(Episode(int(slot_group[slot]), int(slot), int(slot_start[slot]), buffer.pos))
+                    n_running -= 1
+                slot_group[dones] = -1
+                if queue:
+                    n_running += assign(np.flatnonzero(slot_group < 0))
 
         buffer.compute_advantages()
         model._rollout_steps, model._rollout_idle_steps = n_steps * env.num_envs, idle_steps

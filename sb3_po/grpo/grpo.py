@@ -374,7 +374,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
                 actions = self._actions(batch.actions)
                 distribution = self.policy.get_distribution(batch.observations)
                 log_prob = distribution.log_prob(actions)
-                entropy = distribution.entropy()
+                with th.set_grad_enabled(self.ent_coef != 0):  # without an entropy bonus, entropy is only logged
+                    entropy = distribution.entropy()
 
                 # ratio r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t) and the clipped surrogate with the group advantage
                 ratio = th.exp(log_prob - batch.old_log_prob)
@@ -392,7 +393,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
                     per_step_loss = per_step_loss + self.beta * kl_ref
                     kl_refs.append((batch.weights * kl_ref).sum().detach() / batch.weights.sum())
                 entropy_term = -log_prob if entropy is None else entropy
-                per_step_loss = per_step_loss - self.ent_coef * entropy_term
+                if self.ent_coef != 0:
+                    per_step_loss = per_step_loss - self.ent_coef * entropy_term
                 # sum_t w_t loss_t over the minibatch, scaled to estimate the sum over the whole rollout
                 loss = (batch.weights * per_step_loss).sum() * (buffer.n_samples / len(batch.indices))
 
