@@ -46,9 +46,9 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     ``num_timesteps`` counts every env step taken, including those of env slots that idle while the
     last members of a group finish.
 
-    Budget: groups are never cut, so the last rollout may end past ``total_timesteps``; it opens only as many
-    groups (at least one, at most ``n_groups``) as the remaining budget needs at the previous rollout's env
-    steps per group, so the overshoot is at most about one group's steps.
+    Budget: groups are never cut, so the last rollout may end past ``total_timesteps``. A rollout opens only as
+    many groups as fit in the remaining budget at the previous rollout's env steps per group (at least one, at
+    most ``n_groups``), so a learn() call ends at most about one group's env steps past its budget.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy): actor only, no critic
     :param env: The environment to learn from (if registered in Gym, can be str)
@@ -319,7 +319,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         remaining = self._total_timesteps - self.num_timesteps
         if self._steps_per_group is None or remaining <= 0:
             return self.n_groups
-        return int(np.clip(np.ceil(remaining / self._steps_per_group), 1, self.n_groups))
+        # rounded down: episodes lengthen as the policy learns, so the last rollout's steps per group underestimate
+        return int(np.clip(remaining // self._steps_per_group, 1, self.n_groups))
 
     def collect_rollouts(
         self,

@@ -295,3 +295,46 @@ def test_loaded_model_predicts_in_any_env_and_learns_only_in_restorable_ones(tmp
     # a DummyVecEnv's envs live in this process: GRPO makes them restorable, in load as in the constructor
     model = GRPO.load(tmp_path / "grpo", env=make_vec_env(StartEnv, n_envs=1), device="cpu")
     model.learn(10)
+
+
+def test_last_rollout_opens_only_the_groups_the_budget_needs():
+    # every episode of ConstantEnv lasts 5 steps: a group of 4 costs 20 env steps on one env
+    model = GRPO("MlpPolicy", make_env(ConstantEnv), group_size=4, n_groups=8, seed=0, device="cpu")
+    model.learn(200)  # a full first rollout (8 groups, 160 steps), then 2 groups for the remaining 40
+    assert model.num_timesteps == 200
+    model.learn(40, reset_num_timesteps=False)
+    assert model.num_timesteps == 240
+    assert [len(group) for group in model.rollout_buffer.groups] == [4, 4]
+    model.learn(30, reset_num_timesteps=False)  # 1 group (20 steps), then 1 more for the last 10: never fewer members
+    assert model.num_timesteps == 280
+    assert [len(group) for group in model.rollout_buffer.groups] == [4]
+
+
+def test_env_id_builds_one_env_per_group_member():
+    assert GRPO("MlpPolicy", "CartPole-v1", group_size=6, device="cpu").n_envs == 6
+    assert GRPO("MlpPolicy", "CartPole-v1", group_size=6, n_envs=3, device="cpu").n_envs == 3
+    with pytest.raises(ValueError, match="n_envs"):
+        GRPO("MlpPolicy", "CartPole-v1", n_envs=0)
+
+
+class ProtocolEnv(StartEnv):
+    """Implements the restore protocol itself (a counter the built-in backends know nothing about)."""
+
+    def get_state(self):
+        return dict(x0=self.x0, t=self.t, heads=self.heads)
+
+    def set_state(self, state):
+        self.x0, self.t, self.heads = state["x0"], state["t"], state["heads"]
+
+
+@pytest.mark.parametrize("env_cls", ["CartPole-v1", ProtocolEnv])
+def test_plain_dummy_vec_env_is_made_restorable(env_cls):
+    env = make_vec_env(env_cls, n_envs=4, seed=0)  # no RestorableEnv anywhere
+    model = GRPO("MlpPolicy", env, group_size=4, n_groups=2, seed=0, device="cpu")
+    assert model.get_env() is env and all(env.env_is_wrapped(RestorableEnv))
+    if env_cls is ProtocolEnv:
+        assert env.get_attr("backend") == ["protocol"] * 4  # restored through its own get_state / set_state
+    model.learn(1)
+    for group in model.rollout_buffer.start_observations():
+        for obs in group:
+            np.testing.assert_array_equal(obs, group[0])
