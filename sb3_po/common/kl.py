@@ -76,12 +76,26 @@ def policy_kl(
     q: TorchDistribution,
     log_prob_p: th.Tensor,
     log_prob_q: th.Tensor,
+    ratio: th.Tensor | None = None,
 ) -> th.Tensor:
-    """KL(p || q) per sample with the chosen estimator (``"exact"``, ``"k1"`` or ``"k3"``)."""
+    """
+    KL(p || q) per sample with the chosen estimator (``"exact"``, ``"k1"`` or ``"k3"``).
+
+    The sampled estimators assume the actions were drawn from p. Where they were drawn from pi_old and p is
+    pi_theta (GRPO's penalty to pi_ref), pass ``ratio = pi_theta / pi_old``:
+
+    - ``"k1"`` is then weighted by the ratio (gradient through it): ``E_old[ratio * (log p - log q)]`` is
+      KL(p || q) for every theta, and so is its gradient. Unweighted, only ``log p`` would be differentiated:
+      the expected gradient would be zero at theta = theta_old and -grad KL(pi_old || pi_theta) after, pushing
+      the policy away from pi_old rather than toward q.
+    - ``"k3"`` stays unweighted, as DeepSeekMath writes it: its value estimates KL(p || q), and its expected
+      gradient at theta = theta_old is that of the *forward* KL(q || p) (here KL(pi_ref || pi_theta)).
+    - ``"exact"`` needs no samples.
+    """
     if estimator == "exact":
         return exact_kl(p, q)
     if estimator == "k1":
-        return kl_k1(log_prob_p, log_prob_q)
+        return kl_k1(log_prob_p, log_prob_q) if ratio is None else ratio * kl_k1(log_prob_p, log_prob_q)
     if estimator == "k3":
         return kl_k3(log_prob_p, log_prob_q)
     raise ValueError(f"kl_estimator must be one of {KL_ESTIMATORS}, got {estimator!r}")

@@ -36,7 +36,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     advantage** ``A_i = (R_i - mean(R)) / std(R)`` goes to every step of its episode (outcome
     supervision). There is no critic. The policy maximises PPO's clipped **surrogate** with the
     **ratio** ``r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t)``, minus ``beta`` times the **KL to a reference
-    policy**, estimated per step by ``k3 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1``.
+    policy**, estimated per step by DeepSeekMath's ``k3 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1`` (its value
+    estimates KL(pi_theta || pi_ref); its expected gradient at pi_theta = pi_old is that of the forward
+    KL(pi_ref || pi_theta)), or by ``ratio * (log pi_theta - log pi_ref)`` (``"k1"``: value and gradient of
+    KL(pi_theta || pi_ref)), or exactly (see :func:`sb3_po.common.kl.policy_kl`).
 
     Environments: an env id (GRPO builds ``n_envs`` envs, by default one per member of a group, so that a
     whole group runs at once: one batched policy forward per step), a ``gym.Env``, a ``DummyVecEnv`` (its envs
@@ -390,6 +393,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
                         None if pi_ref is None else index_distribution(pi_ref, batch.indices),
                         log_prob,
                         ref_log_prob[batch.indices],  # type: ignore[index]
+                        ratio=ratio,  # the steps were drawn from pi_old, not pi_theta (k1 is weighted by it)
                     )
                     per_step_loss = per_step_loss + self.beta * kl_ref
                     kl_refs.append((batch.weights * kl_ref).sum().detach() / batch.weights.sum())

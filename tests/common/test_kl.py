@@ -132,3 +132,87 @@ def test_index_distribution_and_policy_kl_dispatch():
     th.testing.assert_close(policy_kl("k3", None, None, log_p, log_q), kl_k3(log_p, log_q))
     with pytest.raises(ValueError, match="kl_estimator"):
         policy_kl("k2", None, None, log_p, log_q)
+
+
+# -- expected gradients, by enumeration ---------------------------------------------------------------------------------
+# A small categorical policy (one state, 5 actions, theta = the logits). The expected gradient of a sampled estimator is
+# sum_a pi_sample(a) grad est(a; theta), enumerated over the actions; it must equal the gradient of the exact KL the
+# algorithm means to penalise. pi_sample is pi_old in both algorithms (the rollout's policy).
+
+N_ACTIONS = 5
+
+
+def _dist(logits):
+    return th.distributions.Categorical(logits=logits)
+
+
+def _expected_gradient(theta, pi_sample, estimate):
+    """sum_a pi_sample(a) * grad_theta estimate(a, theta), with the actions enumerated."""
+    actions = th.arange(N_ACTIONS)
+    loss = (pi_sample.detach() * estimate(actions, theta)).sum()
+    return th.autograd.grad(loss, theta)[0]
+
+
+def _exact_gradient(kl_of_theta, theta):
+    return th.autograd.grad(kl_of_theta(theta), theta)[0]
+
+
+def _logits():
+    g = th.Generator().manual_seed(0)
+    old = th.randn(N_ACTIONS, generator=g)
+    ref = old + 0.8 * th.randn(N_ACTIONS, generator=g)
+    step = 0.5 * th.randn(N_ACTIONS, generator=g)
+    return old, ref, step
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3", "exact"])
+@pytest.mark.parametrize("at", ["theta_old", "after_a_step"])
+def test_grpo_kl_penalty_expected_gradient(estimator, at):
+    """GRPO: beta * KL(pi_theta || pi_ref) on steps drawn from pi_old, called as GRPO.train calls policy_kl."""
+    old, ref, step = _logits()
+    theta = (old + (step if at == "after_a_step" else 0)).clone().requires_grad_(True)
+    pi_old, pi_ref = _dist(old).probs, _dist(ref)
+
+    def estimate(actions, theta):
+        pi_theta = _dist(theta)
+        log_prob, old_log_prob = pi_theta.log_prob(actions), _dist(old).log_prob(actions)
+        ratio = th.exp(log_prob - old_log_prob)
+        return policy_kl(estimator, _dist(theta.expand(len(actions), -1)), _dist(ref.expand(len(actions), -1)), log_prob,
+                         pi_ref.log_prob(actions), ratio=ratio)  # fmt: skip
+
+    reverse = _exact_gradient(lambda t: th.distributions.kl_divergence(_dist(t), pi_ref), theta)
+    forward = _exact_gradient(lambda t: th.distributions.kl_divergence(pi_ref, _dist(t)), theta)
+    got = _expected_gradient(theta, pi_old, estimate)
+    if estimator == "k3":
+        if at == "theta_old":  # DeepSeekMath's k3: the forward KL's gradient where the samples come from pi_theta
+            th.testing.assert_close(got, forward, rtol=1e-5, atol=1e-6)
+        assert not th.allclose(got, reverse, atol=1e-3)  # not the reverse KL's
+    else:  # k1 weighted by the ratio, and the exact KL: KL(pi_theta || pi_ref) at every theta
+        th.testing.assert_close(got, reverse, rtol=1e-5, atol=1e-6)
+
+
+def test_unweighted_k1_on_pi_old_samples_pushes_the_wrong_way():
+    """What the ratio weight fixes: plain k1 on pi_old's samples has zero expected gradient at theta_old."""
+    old, ref, _ = _logits()
+    theta = old.clone().requires_grad_(True)
+    pi_ref = _dist(ref)
+    got = _expected_gradient(theta, _dist(old).probs, lambda a, t: kl_k1(_dist(t).log_prob(a), pi_ref.log_prob(a)))
+    th.testing.assert_close(got, th.zeros(N_ACTIONS), atol=1e-6, rtol=0)
+    assert th.distributions.kl_divergence(_dist(old), pi_ref) > 0.05  # while the KL to pi_ref is far from zero
+
+
+@pytest.mark.parametrize("estimator", ["k1", "k3", "exact"])
+def test_kl_ppo_penalty_expected_gradient(estimator):
+    """KLPPO: beta * KL(pi_old || pi_theta) on steps drawn from pi_old, called as KLPPO.train calls policy_kl."""
+    old, _, step = _logits()
+    theta = (old + step).clone().requires_grad_(True)
+    pi_old = _dist(old)
+
+    def estimate(actions, theta):
+        n = len(actions)
+        pi_theta = _dist(theta)
+        return policy_kl(estimator, _dist(old.expand(n, -1)), _dist(theta.expand(n, -1)), pi_old.log_prob(actions),
+                         pi_theta.log_prob(actions))  # fmt: skip
+
+    want = _exact_gradient(lambda t: th.distributions.kl_divergence(pi_old, _dist(t)), theta)
+    th.testing.assert_close(_expected_gradient(theta, pi_old.probs, estimate), want, rtol=1e-5, atol=1e-6)
