@@ -228,14 +228,28 @@ class RestorableEnv(gym.Wrapper):
             raise EnvStateError("RestorableEnv.get_state() called before reset()")
         return dict(inner=self._get_inner_state(), monitor=self._monitor_state(), obs=copy.deepcopy(self._last_obs))
 
-    def set_state(self, state: dict[str, Any]) -> Any:
-        """Restore a snapshot from :meth:`get_state` or :meth:`new_start_state`; returns its observation."""
+    def set_state(self, state: dict[str, Any], fresh_time_limit: bool = False) -> Any:
+        """
+        Restore a snapshot from :meth:`get_state` or :meth:`new_start_state`; returns its observation.
+
+        :param fresh_time_limit: Start a new episode from the restored state (the Go-Explore setting): ``TimeLimit``
+            counts its steps from zero, and ``Monitor`` reports the episode's return and length from this state on.
+            Otherwise the snapshot's step count and Monitor's rewards so far are restored with it.
+        """
         if self.backend == "seed":
             obs, _ = self.env.reset(seed=int(state["seed"]))
             self._last_obs = obs
             return obs
         self._set_inner_state(state["inner"])
         self._set_monitor_state(state["monitor"])
+        if fresh_time_limit:
+            layer = self.inner
+            while isinstance(layer, gym.Wrapper):
+                if isinstance(layer, TimeLimit):
+                    layer._elapsed_steps = 0
+                layer = layer.env
+            if self.monitor is not None:
+                self.monitor.rewards = []
         self._last_obs = copy.deepcopy(state["obs"])
         return copy.deepcopy(state["obs"])
 

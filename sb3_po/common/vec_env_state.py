@@ -119,9 +119,17 @@ class VecEnvStates:
         state, obs = self.env.env_method("new_start_state", indices=[slot])[0]
         return state, self.observations(_batch([obs]))
 
-    def restore(self, slots: list[int], state: Any) -> Any:
-        """Put every slot of ``slots`` into ``state``; their observations as the policy sees them, one row per slot."""
-        return self.observations(_batch(self.env.env_method("set_state", state, indices=slots)))
+    def restore(self, slots: list[int], state: Any, fresh_time_limit: bool = False) -> Any:
+        """
+        Put every slot of ``slots`` into ``state``; their observations as the policy sees them, one row per slot.
+
+        :param fresh_time_limit: Start new episodes from the state (see ``RestorableEnv.set_state``)
+        """
+        if fresh_time_limit:
+            observations = self.env.env_method("set_state", state, fresh_time_limit=True, indices=slots)
+        else:
+            observations = self.env.env_method("set_state", state, indices=slots)
+        return self.observations(_batch(observations))
 
     def get_state(self, slot: int) -> Any:
         """The current state of slot ``slot``."""

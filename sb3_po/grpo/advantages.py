@@ -82,6 +82,33 @@ def process_advantages(
     return [discounted_reward_to_go((r - mean) / (scale + eps), gamma) for r in rewards]
 
 
+def step_baseline_advantages(
+    step_rewards: list[np.ndarray], gamma: float = 1.0, leave_one_out: bool = False
+) -> list[np.ndarray]:
+    """
+    Per-step group baselines for one group (Group Policy Gradient, Chen et al. 2025, arXiv 2510.03679): the advantage
+    of member i's step t is its reward-to-go ``G_t^i`` minus the mean reward-to-go at step t of the group's members
+    still running at t (steps counted from the group's shared start). ``leave_one_out`` (RLOO) takes the mean of
+    the *other* running members instead, which does not depend on member i's own actions (an unbiased baseline);
+    a step where no other member is running gets advantage 0.
+
+    :param step_rewards: the per-step rewards of each member episode of the group
+    :return: the per-step advantages of each member episode
+    """
+    to_go = [discounted_reward_to_go(r, gamma) for r in step_rewards]
+    lengths = np.array([len(g) for g in to_go])
+    padded = np.zeros((len(to_go), lengths.max()))
+    running = np.arange(lengths.max()) < lengths[:, None]  # (G, T): member i is running at step t
+    padded[running] = np.concatenate(to_go)
+    total, count = padded.sum(axis=0), running.sum(axis=0)
+    if leave_one_out:
+        others = np.maximum(count - 1, 1)
+        advantages = np.where(count > 1, padded - (total - padded) / others, 0.0)
+    else:
+        advantages = padded - total / count
+    return [advantages[i, :n] for i, n in enumerate(lengths)]
+
+
 def discounted_return(rewards: np.ndarray, gamma: float = 1.0) -> float:
     """``sum_t gamma^t r_t`` of one episode: the score of outcome supervision."""
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -166,8 +193,41 @@ class ProcessAdvantage(GroupAdvantage):
         )
 
 
+class StepBaselineAdvantage(GroupAdvantage):
+    """
+    Per-step group baselines (:func:`step_baseline_advantages`): reward-to-go minus the group's mean reward-to-go
+    at the same step; divided by the std of the group's advantages (``scale_rewards="group"``), of the batch's
+    (``"batch"``) or not at all (``"none"``).
+
+    :param leave_one_out: RLOO's baseline: the mean of the other running members
+    """
+
+    def __init__(self, gamma: float = 1.0, scale_rewards: str = "group", leave_one_out: bool = False):
+        super().__init__(gamma, scale_rewards)
+        self.leave_one_out = leave_one_out
+
+    def estimate(self, rewards: list[list[np.ndarray]]) -> np.ndarray:
+        groups = [np.concatenate(step_baseline_advantages(group, self.gamma, self.leave_one_out)) for group in rewards]
+        if self.scale_rewards == "group":
+            groups = [a / (a.std() + 1e-8) for a in groups]
+        advantages = np.concatenate(groups)
+        return advantages / (advantages.std() + 1e-8) if self.scale_rewards == "batch" else advantages
+
+
+class StepRLOOAdvantage(StepBaselineAdvantage):
+    """:class:`StepBaselineAdvantage` with the leave-one-out (RLOO) baseline."""
+
+    def __init__(self, gamma: float = 1.0, scale_rewards: str = "group"):
+        super().__init__(gamma, scale_rewards, leave_one_out=True)
+
+
 # GRPO(supervision=name)
-SUPERVISIONS: dict[str, type[GroupAdvantage]] = {"outcome": OutcomeAdvantage, "process": ProcessAdvantage}
+SUPERVISIONS: dict[str, type[GroupAdvantage]] = {
+    "outcome": OutcomeAdvantage,
+    "process": ProcessAdvantage,
+    "step_mean": StepBaselineAdvantage,
+    "step_rloo": StepRLOOAdvantage,
+}
 
 
 def make_group_advantage(supervision: str | type[GroupAdvantage], **kwargs: Any) -> GroupAdvantage:

@@ -142,6 +142,19 @@ class GroupRolloutBuffer(BaseBuffer):
             self.groups.append([])
         self.groups[episode.group].append(episode)
 
+    def group_returns(self, group: int) -> np.ndarray:
+        """The returns of a group's finished members (as the advantage estimator scores them)."""
+        rewards = [self._steps["rewards"][ep.start : ep.stop, ep.slot] for ep in self.groups[group]]
+        return self.advantage_estimator.returns([rewards])[0]
+
+    def zero_spread(self, group: int) -> bool:
+        """Whether every member of the group has the same return (its group advantage is zero)."""
+        return bool(np.ptp(self.group_returns(group)) == 0)
+
+    def discard_group(self, group: int) -> None:
+        """Drop a group's episodes from the rollout (their steps stay counted by the algorithm)."""
+        self.groups[group] = []
+
     # -- the rollout, flat --------------------------------------------------------------------------------------
 
     def _rows(self, episodes: list[Episode]) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +167,7 @@ class GroupRolloutBuffer(BaseBuffer):
     def compute_advantages(self) -> None:
         """Flatten the episodes (group by group, each group's members in the order they finished) and compute
         each step's group advantage and loss weight."""
+        self.groups = [group for group in self.groups if group]  # discarded groups are empty
         episodes = [ep for group in self.groups for ep in group]
         rows, slots = self._rows(episodes)
         steps = self._steps

@@ -23,12 +23,23 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_po.common.vec_env_state import VecEnvStates, set_rows
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
 
-START_STATES = ("reset", "visited")
+START_STATES = ("reset", "visited", "frontier")
 
 
-class VisitedStates:
+class StartStates:
+    """Where groups start: a reset state (``draw`` returns None) or a state saved in earlier steps."""
+
+    def draw(self) -> Any:
+        """A saved start state, or None for a new reset state."""
+        return None
+
+    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
+        """After a step: ``running`` are the slots whose member goes on from ``observations`` (their raw observations)."""
+
+
+class VisitedStates(StartStates):
     """
-    Where groups start with ``start_states="visited"``: a pool of states visited in earlier rollouts.
+    ``start_states="visited"``: a pool of states visited in earlier rollouts, sampled uniformly.
 
     :param fraction: The probability that a group starts from a visited state (else from a reset)
     :param capture_prob: The probability that a running member's state joins the pool at a step
@@ -39,16 +50,56 @@ class VisitedStates:
         self.fraction, self.capture_prob, self.pool = fraction, capture_prob, pool
 
     def draw(self) -> Any:
-        """A start state from the pool, or None (a new reset state)."""
         if self.pool and np.random.random() < self.fraction:
             return self.pool[np.random.randint(len(self.pool))]
         return None
 
-    def capture(self, states: VecEnvStates, running: np.ndarray) -> None:
-        """Each slot of ``running`` joins the pool with probability ``capture_prob``."""
+    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
+        """Each running slot joins the pool with probability ``capture_prob``."""
         chosen = running[np.random.random(len(running)) < self.capture_prob]
         for slot in chosen:
             self.pool.append(states.get_state(int(slot)))
+
+
+class FrontierStates(StartStates):
+    """
+    ``start_states="frontier"``: one saved state per cell of a grid over the observation space, drawn with weight
+    ``1 / sqrt(1 + visits)`` so that rarely visited cells, the edge of what the policy reaches, are preferred
+    (Go-Explore, Ecoffet et al. 2021; restarts from visited states, Salimans and Chen 2018).
+
+    :param fraction: The probability that a group starts from a frontier state (else from a reset)
+    :param low: Lower bounds of the observations (finite)
+    :param high: Upper bounds of the observations (finite)
+    :param n_cells: Cells per observation dimension
+    :param archive: ``{"visits": array of visits per cell, "states": {cell: state}}`` (saved with the model)
+    """
+
+    def __init__(self, fraction: float, low: np.ndarray, high: np.ndarray, n_cells: int, archive: dict[str, Any]):
+        self.fraction, self.n_cells = fraction, n_cells
+        self.low, self.width = low.astype(np.float64), (high.astype(np.float64) - low) / n_cells
+        self.visits: np.ndarray = archive["visits"]
+        self.states: dict[int, Any] = archive["states"]
+
+    def cells(self, observations: np.ndarray) -> np.ndarray:
+        index = np.clip(((observations - self.low) / self.width).astype(np.int64), 0, self.n_cells - 1)
+        return np.ravel_multi_index(index.T, (self.n_cells,) * index.shape[1])
+
+    def draw(self) -> Any:
+        if self.states and np.random.random() < self.fraction:
+            cells = np.fromiter(self.states, dtype=np.int64, count=len(self.states))
+            weights = 1.0 / np.sqrt(1.0 + self.visits[cells])
+            return self.states[int(cells[np.random.choice(len(cells), p=weights / weights.sum())])]
+        return None
+
+    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
+        """Count the running slots' cells; a cell seen for the first time keeps the state that reached it."""
+        if len(running) == 0:
+            return
+        cells = self.cells(np.asarray(observations)[running].reshape(len(running), -1))
+        new = self.visits[cells] == 0
+        np.add.at(self.visits, cells, 1)
+        for cell, slot in zip(*np.unique(cells[new], return_index=True), strict=True):
+            self.states[int(cell)] = states.get_state(int(running[new][slot]))
 
 
 class GroupRolloutCollector:
@@ -56,12 +107,24 @@ class GroupRolloutCollector:
     Collects ``n_groups`` groups of ``group_size`` whole episodes into a :class:`GroupRolloutBuffer`.
 
     :param group_size: G, the members of a group
-    :param visited: Where groups also start from visited states (``start_states="visited"``), else None
+    :param start_states: Where groups start (:class:`StartStates`: reset states only)
+    :param fresh_time_limit: A group started from a saved state gets a fresh time budget (and Monitor counts its
+        members' episodes from there); otherwise the state's elapsed steps are restored with it
+    :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
+        returns are all equal (no gradient); the replaced groups' steps still count
     """
 
-    def __init__(self, group_size: int, visited: VisitedStates | None = None):
+    def __init__(
+        self,
+        group_size: int,
+        start_states: StartStates | None = None,
+        fresh_time_limit: bool = False,
+        resample_groups: int = 0,
+    ):
         self.group_size = group_size
-        self.visited = visited
+        self.start_states = StartStates() if start_states is None else start_states
+        self.fresh_time_limit = fresh_time_limit
+        self.resample_groups = resample_groups
 
     def collect(self, model: Any, env: VecEnv, callback: BaseCallback, buffer: GroupRolloutBuffer, n_groups: int) -> bool:
         """
@@ -79,8 +142,10 @@ class GroupRolloutCollector:
         callback.on_rollout_start()
 
         states = VecEnvStates(env)
-        starts = [self.visited.draw() if self.visited is not None else None for _ in range(n_groups)]
+        starts = [self.start_states.draw() for _ in range(n_groups)]
         queue = deque(group for group in range(n_groups) for _ in range(self.group_size))
+        finished = [0] * n_groups  # members of each group that have finished
+        resamples_left, discarded = self.resample_groups, 0
         slot_group = np.full(env.num_envs, -1)  # the group of the member running in each slot; -1: idle
         slot_start = np.zeros(env.num_envs, dtype=int)  # the buffer row where that member's episode began
         clip_box = isinstance(model.action_space, spaces.Box) and not policy.squash_output
@@ -95,7 +160,7 @@ class GroupRolloutCollector:
                     set_rows(model._last_obs, slots[:1], obs)
                     slots = slots[1:]
                 if slots:
-                    set_rows(model._last_obs, slots, states.restore(slots, starts[group]))
+                    set_rows(model._last_obs, slots, states.restore(slots, starts[group], self.fresh_time_limit))
             n_taken = len(taken)
             slot_group[free[:n_taken]] = taken
             slot_start[free[:n_taken]] = buffer.pos
@@ -136,7 +201,7 @@ class GroupRolloutCollector:
                     env=env,
                     callback=callback,
                     rollout_buffer=buffer,
-                    n_rollout_steps=n_groups * self.group_size,
+                    n_rollout_steps=len(starts) * self.group_size,
                     n_steps=n_steps,
                     obs_tensor=obs_tensor,
                     actions=actions,
@@ -154,19 +219,30 @@ class GroupRolloutCollector:
             model._update_info_buffer(infos, dones)
 
             buffer.add(model._last_obs, actions, log_probs.cpu().numpy(), rewards)
-            if self.visited is not None:
-                self.visited.capture(states, np.flatnonzero((slot_group >= 0) & ~dones))
+            if type(self.start_states) is not StartStates:
+                raw = new_obs if model._vec_normalize_env is None else model._vec_normalize_env.get_original_obs()
+                self.start_states.observe(states, raw, np.flatnonzero((slot_group >= 0) & ~dones))
             model._last_obs = new_obs
             if dones.any():
                 for slot in np.flatnonzero((slot_group >= 0) & dones):
-                    buffer.add_episode(Episode(int(slot_group[slot]), int(slot), int(slot_start[slot]), buffer.pos))
+                    group = int(slot_group[slot])
+                    buffer.add_episode(Episode(group, int(slot), int(slot_start[slot]), buffer.pos))
                     n_running -= 1
+                    finished[group] += 1
+                    if finished[group] == self.group_size and resamples_left > 0 and buffer.zero_spread(group):
+                        # dynamic sampling: the group has nothing to teach; a new one takes its place
+                        buffer.discard_group(group)
+                        resamples_left, discarded = resamples_left - 1, discarded + 1
+                        starts.append(self.start_states.draw())
+                        finished.append(0)
+                        queue.extend([len(starts) - 1] * self.group_size)
                 slot_group[dones] = -1
                 if queue:
                     n_running += assign(np.flatnonzero(slot_group < 0))
 
         buffer.compute_advantages()
         model._rollout_steps, model._rollout_idle_steps = n_steps * env.num_envs, idle_steps
+        model._rollout_discarded_groups = discarded
         callback.update_locals(dict(self=model, env=env, callback=callback, rollout_buffer=buffer, n_steps=n_steps))
         callback.on_rollout_end()
         return True

@@ -18,7 +18,7 @@ from sb3_po.common.kl import KL_ESTIMATORS, index_distribution, policy_kl, snaps
 from sb3_po.common.vec_env_state import check_restorable, restorable_vec_env
 from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS, SUPERVISIONS, GroupAdvantage, make_group_advantage
 from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
-from sb3_po.grpo.collector import START_STATES, GroupRolloutCollector, VisitedStates
+from sb3_po.grpo.collector import START_STATES, FrontierStates, GroupRolloutCollector, StartStates, VisitedStates
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
@@ -84,11 +84,19 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         reference every k rollouts (iterative GRPO)
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: The maximum value for the gradient clipping
-    :param start_states: ``"reset"`` (start states from the reset distribution) or ``"visited"`` (also states
-        visited in earlier rollouts, so that groups branch mid-episode)
-    :param visited_fraction: With ``"visited"``: the fraction of groups that start from a visited state
+    :param start_states: ``"reset"`` (start states from the reset distribution), ``"visited"`` (also states
+        visited in earlier rollouts, sampled uniformly, so that groups branch mid-episode) or ``"frontier"`` (also
+        states from a grid of ``frontier_cells`` cells per observation dimension, rarely visited cells preferred:
+        Go-Explore's archive, Ecoffet et al. 2021; for sparse rewards)
+    :param visited_fraction: With ``"visited"`` or ``"frontier"``: the fraction of groups that start from a saved state
     :param visited_capture_prob: With ``"visited"``: the probability that a step's state joins the pool
     :param visited_pool_size: With ``"visited"``: how many visited states are kept
+    :param frontier_cells: With ``"frontier"``: cells per observation dimension (the observation space must be bounded)
+    :param fresh_time_limit: A group started from a saved state gets a fresh time budget (the Go-Explore setting;
+        Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
+        steps come with it, and a state saved late in an episode leaves little time
+    :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
+        returns are all equal (a zero advantage: no gradient); the replaced groups' env steps still count
     :param state_mode: How an env given by id is made restorable (see ``RestorableEnv``):
         ``"auto"``, ``"state"``, ``"copy"`` or ``"seed"``
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
@@ -140,6 +148,9 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         visited_fraction: float = 0.5,
         visited_capture_prob: float = 0.02,
         visited_pool_size: int = 1000,
+        frontier_cells: int = 12,
+        fresh_time_limit: bool = False,
+        resample_groups: int = 0,
         state_mode: str = "auto",
         use_sde: bool = False,
         sde_sample_freq: int = -1,
@@ -167,6 +178,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         _check_int("n_epochs", n_epochs, 1)
         _check_int("n_minibatches", n_minibatches, 1)
         _check_int("ref_update_interval", ref_update_interval, 0)
+        _check_int("frontier_cells", frontier_cells, 1)
+        _check_int("resample_groups", resample_groups, 0)
         if not (np.isfinite(beta) and beta >= 0):
             raise ValueError(f"GRPO: beta must be a finite number >= 0, got {beta!r}")
         if not 0 < gamma <= 1:
@@ -227,6 +240,9 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.visited_fraction = visited_fraction
         self.visited_capture_prob = visited_capture_prob
         self.visited_pool_size = visited_pool_size
+        self.frontier_cells = frontier_cells
+        self.fresh_time_limit = fresh_time_limit
+        self.resample_groups = resample_groups
         self.state_mode = state_mode
         self.target_kl = target_kl
         self._n_rollouts = 0  # rollouts trained on, for ref_update_interval
@@ -240,7 +256,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     # -- environments --------------------------------------------------------------------------------------
 
     def _check_env(self, env: VecEnv) -> None:
-        check_restorable(env, mid_episode=self.start_states == "visited")
+        check_restorable(env, mid_episode=self.start_states != "reset")
         normalize = unwrap_vec_normalize(env)
         if normalize is not None and normalize.norm_reward:
             raise ValueError("GRPO scores whole episodes by their raw returns: use VecNormalize(norm_reward=False)")
@@ -295,10 +311,34 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.clip_range_upper = None if self.clip_range_upper is None else FloatSchedule(self.clip_range_upper)
         # the pool of visited start states is saved with the model (a loaded model continues with it)
         self._visited_states: deque = deque(getattr(self, "_visited_states", ()), maxlen=self.visited_pool_size)
-        visited = None
+        self.collector = GroupRolloutCollector(
+            self.group_size, self._start_states(), fresh_time_limit=self.fresh_time_limit, resample_groups=self.resample_groups
+        )
+
+    def _start_states(self) -> StartStates | None:
         if self.start_states == "visited":
-            visited = VisitedStates(self.visited_fraction, self.visited_capture_prob, self._visited_states)
-        self.collector = GroupRolloutCollector(self.group_size, visited)
+            return VisitedStates(self.visited_fraction, self.visited_capture_prob, self._visited_states)
+        if self.start_states == "frontier":
+            space = self.observation_space
+            if not isinstance(space, spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+                raise ValueError(
+                    f"start_states='frontier' needs a bounded Box observation space for its grid of cells, got {space}. "
+                    "Use start_states='visited', or wrap the env so that its observations are bounded."
+                )
+            n_cells = self.frontier_cells ** int(np.prod(space.shape))
+            if n_cells > 10**7:
+                raise ValueError(f"frontier_cells={self.frontier_cells} makes {n_cells} cells over {space}: lower it")
+            # the archive is saved with the model (a loaded model continues with it)
+            if getattr(self, "_frontier_archive", None) is None:
+                self._frontier_archive = dict(visits=np.zeros(n_cells, dtype=np.int64), states={})
+            return FrontierStates(
+                self.visited_fraction,
+                space.low.reshape(-1),
+                space.high.reshape(-1),
+                self.frontier_cells,
+                self._frontier_archive,
+            )
+        return None
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "collector"]  # rebuilt by _setup_model
@@ -438,6 +478,11 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.logger.record("train/episodes", int(returns.size))
         self.logger.record("train/steps", buffer.n_samples)
         self.logger.record("rollout/idle_fraction", self._rollout_idle_steps / max(self._rollout_steps, 1))
+        self.logger.record("rollout/env_steps", self._rollout_steps)  # env steps per update, idle and discarded included
+        if self.resample_groups > 0:
+            self.logger.record("rollout/discarded_groups", self._rollout_discarded_groups)
+        if self.start_states == "frontier":
+            self.logger.record("rollout/frontier_cells", len(self._frontier_archive["states"]))
         self.logger.record("train/policy_gradient_loss", th.stack(pg_losses).mean().item())
         self.logger.record("train/entropy_loss", -th.stack(entropies).mean().item())
         self.logger.record("train/approx_kl", float(np.mean(approx_kls)))

@@ -4,7 +4,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from sb3_po.grpo.advantages import discounted_return, discounted_reward_to_go, group_advantages, process_advantages
+from sb3_po.grpo.advantages import (
+    discounted_return,
+    discounted_reward_to_go,
+    group_advantages,
+    make_group_advantage,
+    process_advantages,
+    step_baseline_advantages,
+)
 
 
 def test_mean_std_by_hand():
@@ -79,3 +86,55 @@ def test_fuzz_group_advantages(returns, advantage, scale):
     for r, a in zip(returns, out, strict=True):
         order = np.argsort(r, kind="stable")
         assert np.all(np.diff(a[order]) >= -1e-9 * max(1.0, np.abs(a).max()))
+
+
+def _brute_step_baseline(step_rewards, gamma, leave_one_out):
+    """Step by step, member by member: the definition, with explicit loops."""
+    to_go = [discounted_reward_to_go(r, gamma) for r in step_rewards]
+    out = []
+    for i, g in enumerate(to_go):
+        adv = np.zeros(len(g))
+        for t in range(len(g)):
+            others = [to_go[j][t] for j in range(len(to_go)) if len(to_go[j]) > t and (j != i or not leave_one_out)]
+            adv[t] = 0.0 if not others else g[t] - np.mean(others)
+        out.append(adv)
+    return out
+
+
+def test_step_baselines_by_hand():
+    rewards = [np.array([1.0, 1.0, 1.0]), np.array([0.0, 2.0]), np.array([3.0])]
+    # rewards-to-go: [3, 2, 1], [2, 2], [3]; step 0: all three run (mean 8/3), step 1: two (mean 2), step 2: one
+    mean = step_baseline_advantages(rewards)
+    np.testing.assert_allclose(mean[0], [3 - 8 / 3, 0.0, 0.0])
+    np.testing.assert_allclose(mean[1], [2 - 8 / 3, 0.0])
+    np.testing.assert_allclose(mean[2], [3 - 8 / 3])
+    loo = step_baseline_advantages(rewards, leave_one_out=True)
+    np.testing.assert_allclose(loo[0], [3 - 2.5, 2 - 2, 0.0])  # step 2: nobody else runs
+    np.testing.assert_allclose(loo[1], [2 - 3, 2 - 2])
+    np.testing.assert_allclose(loo[2], [3 - 2.5])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 7), min_size=2, max_size=5),
+    gamma=st.sampled_from([1.0, 0.9]),
+    leave_one_out=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_step_baselines_match_the_definition(lengths, gamma, leave_one_out, seed):
+    rng = np.random.default_rng(seed)
+    rewards = [rng.normal(size=n) for n in lengths]
+    got = step_baseline_advantages(rewards, gamma, leave_one_out)
+    for a, b in zip(got, _brute_step_baseline(rewards, gamma, leave_one_out), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_step_baseline_estimators_by_name():
+    rewards = [[np.array([1.0, 0.0]), np.array([0.0])], [np.array([2.0]), np.array([2.0, 2.0])]]
+    for name, loo in (("step_mean", False), ("step_rloo", True)):
+        estimator = make_group_advantage(name, gamma=1.0, scale_rewards="none", advantage="mean_std", temperature=1.0)
+        expected = np.concatenate([a for group in rewards for a in step_baseline_advantages(group, 1.0, loo)])
+        np.testing.assert_allclose(estimator.estimate(rewards), expected)
+    scaled = make_group_advantage("step_mean", scale_rewards="group").estimate(rewards)
+    first = np.concatenate(step_baseline_advantages(rewards[0]))
+    np.testing.assert_allclose(scaled[:3], first / first.std(), rtol=1e-6)
