@@ -1,8 +1,10 @@
 """What every sb3-po algorithm adds to SB3's ``BaseAlgorithm``: checked training input and checked loading."""
 
+import base64
 import io
 import json
 import pathlib
+import pickletools
 import zipfile
 from typing import Any
 
@@ -31,9 +33,32 @@ def saved_algorithm(path: str | pathlib.Path | io.BufferedIOBase) -> tuple[str |
     finally:
         if position is not None:
             path.seek(position)  # type: ignore[union-attr]
-    policy = data.get("policy_class", {})
-    policy_name = policy.get(":type:") if isinstance(policy, dict) else None
-    return data.get("_sb3_po_algorithm"), policy_name
+    return data.get("_sb3_po_algorithm"), _policy_class_name(data.get("policy_class"))
+
+
+def _policy_class_name(policy: Any) -> str | None:
+    """
+    The dotted name of the policy class SB3 serialised (``{":type:": "<class 'abc.ABCMeta'>", ":serialized:": ...}``,
+    whose ``:type:`` is the metaclass), read from the pickle's opcodes: nothing is unpickled or imported.
+    """
+    if not isinstance(policy, dict):
+        return None
+    strings: list[str] = []
+    try:
+        for opcode, arg, _ in pickletools.genops(base64.b64decode(policy.get(":serialized:", ""))):
+            if opcode.name == "GLOBAL":  # protocol < 4: "module name"
+                strings += str(arg).split(" ", 1)
+            elif isinstance(arg, str):
+                strings.append(arg)
+            if len(strings) >= 5:
+                break
+    except (ValueError, TypeError):  # not base64, or not a pickle
+        return None
+    if strings[:2] == ["cloudpickle.cloudpickle", "_make_skeleton_class"] and len(strings) >= 5:
+        # a class cloudpickle saved by value (not importable, e.g. defined in a function or in __main__):
+        # _make_skeleton_class(metaclass module, metaclass name, class name, ...)
+        return f"{policy.get('__module__', '?')}.{strings[4]}"
+    return f"{strings[0]}.{strings[1]}" if len(strings) >= 2 else None
 
 
 class SB3POAlgorithmMixin:

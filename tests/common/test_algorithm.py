@@ -4,7 +4,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium import spaces
+from stable_baselines3 import PPO
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_po import GRPO, KLPPO, VPG
@@ -62,3 +64,18 @@ def test_unsupported_action_space_fails_at_construction(algo):
     # SB3's own check and message, as for PPO and A2C
     with pytest.raises(AssertionError, match=r"The algorithm only supports .* as action spaces but Tuple"):
         algo("MlpPolicy", TupleActionEnv())
+
+
+def test_load_of_another_librarys_file_names_its_policy_class(tmp_path):
+    """The message names the saved policy class (SB3 records its metaclass, abc.ABCMeta, as the type)."""
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64).save(tmp_path / "ppo")
+    with pytest.raises(ValueError, match=r"policy stable_baselines3\.common\.policies\.ActorCriticPolicy\)") as info:
+        KLPPO.load(tmp_path / "ppo")
+    assert "ABCMeta" not in str(info.value)
+
+    class MyPolicy(ActorCriticPolicy):  # defined here: cloudpickle saves it by value, not by reference
+        pass
+
+    PPO(MyPolicy, "CartPole-v1", n_steps=64, batch_size=64).save(tmp_path / "mine")
+    with pytest.raises(ValueError, match=rf"policy {__name__}\.MyPolicy\)"):
+        VPG.load(tmp_path / "mine")
