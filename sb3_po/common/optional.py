@@ -22,7 +22,6 @@ EXTRAS: dict[str, str] = {
     "sklearn": "zoo",
     "huggingface_sb3": "zoo",
     "matplotlib": "plots",
-    "rliable": "benchmark",
     "mujoco": "mujoco",
     "Box2D": "box2d",
 }
