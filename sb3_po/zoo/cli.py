@@ -6,7 +6,9 @@ so that several workers on one machine share it.
 """
 
 import argparse
+import random
 import sys
+import time
 from pathlib import Path
 
 from sb3_po.common.optional import MissingExtraError, require
@@ -39,6 +41,32 @@ def default_arguments(argv: list[str]) -> list[str]:
     return argv
 
 
+def prepare_rdb_storage(argv: list[str], attempts: int = 8) -> None:
+    """
+    For ``-optimize`` with a database URL as ``--storage`` (``postgresql+psycopg2://...``), create Optuna's tables
+    before the zoo opens the study. Workers started together on a fresh database race to create them, and all but one
+    fail ("relation ... already exists", optuna/optuna#1092): a worker that loses the race tries again once the
+    winner's tables are there.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("-optimize", "--optimize-hyperparameters", action="store_true")
+    parser.add_argument("--storage", default=None)
+    known, _ = parser.parse_known_args(argv)
+    if not known.optimize_hyperparameters or known.storage is None or "://" not in known.storage:
+        return
+    optuna = require("optuna", feature="Hyperparameter tuning (sb3-po train -optimize)")
+    sqlalchemy_exc = require("sqlalchemy.exc", feature="Optuna's database storage")
+    rng = random.Random()
+    for attempt in range(attempts):
+        try:
+            optuna.storages.RDBStorage(known.storage)
+            return
+        except sqlalchemy_exc.DBAPIError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1) + rng.random() * 0.3)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``sb3-po {train,enjoy,plot_train,plot_from_file,all_plots} [the zoo's flags]``"""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -53,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         register()
         if command == "train":
             args = default_arguments(args)
+            prepare_rdb_storage(args)
             entry = require("rl_zoo3.train", feature="sb3-po train").train
         elif command == "enjoy":
             entry = require("rl_zoo3.enjoy", feature="sb3-po enjoy").enjoy
