@@ -34,7 +34,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
-from sb3_po.common.optional import MissingExtraError, missing_extra_message
+from sb3_po.common.optional import MissingExtraError, missing_extra_message, require
 from sb3_po.common.registry import algorithms, build_model, config_path, reference_algorithms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,8 +247,7 @@ def aggregate(results_dir: Path, n_bootstrap: int = 2000, seed: int = 0, envs: l
 
 def plot_aggregate(rows: list[dict[str, Any]], out: Path) -> None:
     """rliable's interval plot: one bar per algorithm from the CI's low to high end, the IQM marked on it."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", feature="benchmark.py --aggregate-plot", extra="benchmark")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
