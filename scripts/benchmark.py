@@ -16,6 +16,7 @@ the env's, shared by all algorithms.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -32,8 +33,10 @@ import yaml
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
-from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+from sb3_po.common.optional import MissingExtraError, missing_extra_message, require
+from sb3_po.common.registry import algorithms, build_model, config_path, reference_algorithms
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,17 +74,7 @@ TRACE_KEYS = (
 
 
 def algorithm_classes() -> dict[str, type]:
-    from sb3_contrib import TRPO
-    from stable_baselines3 import A2C, PPO
-
-    import sb3_po
-    from sb3_po.ppo_recurrent import RecurrentPPO  # the zoo's ppo_lstm, taking an estimator's buffer class
-
-    classes = {"ppo": PPO, "a2c": A2C, "trpo": TRPO, "ppo_lstm": RecurrentPPO}
-    for name, attr in (("vpg", "VPG"), ("kl_ppo", "KLPPO"), ("grpo", "GRPO")):
-        if hasattr(sb3_po, attr):
-            classes[name] = getattr(sb3_po, attr)
-    return classes
+    return {**reference_algorithms(), **algorithms()}
 
 
 def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
@@ -89,53 +82,18 @@ def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     The RL Zoo style entry for ``env_id``: from ``zoo_configs/<algo>.yml``, else (SB3's own algorithms)
     from the hyperparameter files installed with rl_zoo3; empty (the algorithm's defaults) if neither has one.
     """
-    candidates = [ROOT / "zoo_configs" / f"{algo}.yml"]
-    try:
-        import rl_zoo3
-
-        candidates.append(Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo}.yml")
-    except ImportError:
-        pass
+    candidates = [config_path(algo)]
+    if algo in reference_algorithms():
+        spec = importlib.util.find_spec("rl_zoo3")  # its YAML files only: rl_zoo3 is not imported
+        if spec is None or not spec.submodule_search_locations:
+            raise MissingExtraError(missing_extra_message("rl_zoo3", f"{algo}'s hyperparameters (the RL Zoo's)", "benchmark"))
+        candidates.append(Path(spec.submodule_search_locations[0]) / "hyperparams" / f"{algo}.yml")
     for path in candidates:
         if path.exists():
             entries = yaml.safe_load(path.read_text()) or {}
             if env_id in entries:
                 return dict(entries[env_id])
     return {}
-
-
-def _schedule(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith("lin_"):
-        return LinearSchedule(float(value[4:]), 0.0, 1.0)
-    return value
-
-
-def build_model(algo: str, env_id: str, seed: int, hyperparams: dict[str, Any], device: str = "cpu"):
-    from sb3_po.zoo import resolve_hyperparams  # dotted rollout_buffer_class strings, as the zoo bridge does
-
-    hp = resolve_hyperparams(hyperparams)
-    hp.pop("n_timesteps", None)
-    n_envs = hp.pop("n_envs", 1)
-    normalize = hp.pop("normalize", False)
-    policy = hp.pop("policy", "MlpPolicy")
-    if isinstance(hp.get("policy_kwargs"), str):
-        hp["policy_kwargs"] = eval(hp["policy_kwargs"], {"dict": dict, "nn": th.nn, "th": th})
-    for key in ("learning_rate", "clip_range", "critic_learning_rate"):
-        if key in hp:
-            hp[key] = _schedule(hp[key])
-    if algo == "grpo":  # GRPO restores env states: each env is wrapped in RestorableEnv
-        from sb3_po.common.env_state import RestorableEnv
-
-        wrapper_kwargs = dict(mode=hp.get("state_mode", "auto"), seed=seed)
-        env = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=wrapper_kwargs)
-    else:
-        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
-    if normalize:
-        norm_kwargs = normalize if isinstance(normalize, dict) else {}
-        if isinstance(normalize, str):
-            norm_kwargs = eval(normalize, {"dict": dict})
-        env = VecNormalize(env, gamma=hp.get("gamma", 0.99), **norm_kwargs)
-    return algorithm_classes()[algo](policy, env, seed=seed, device=device, **hp)
 
 
 class PeriodicEval(BaseCallback):
@@ -436,8 +394,7 @@ def plot_aggregate(agg: AggregateSet, rows: list[AggregateRow], out: Path, n_boo
     rliable's three views of one aggregate: IQM intervals, probability of improvement over the reference with its
     interval, and the performance profiles (fraction of runs above each normalised score, 95% bootstrap band).
     """
-    import matplotlib
-
+    matplotlib = require("matplotlib", feature="benchmark.py --plot-dir", extra="benchmark")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sb3_po.common.optional import require
+
 Curve = tuple[np.ndarray, np.ndarray]  # (env steps, values)
 SEED_SUFFIX = r"_\d+$"  # SB3 and the zoo number the runs of one name: NAME_1, NAME_2, ...
 
@@ -91,8 +93,7 @@ def _draw(ax, runs: dict[str, list[Curve]], colors: dict[str, str] | None = None
 
 
 def plot(runs: dict[str, list[Curve]], title: str, ylabel: str, out: Path) -> None:
-    import matplotlib
-
+    matplotlib = require("matplotlib", feature="scripts/plot_curves.py", extra="plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

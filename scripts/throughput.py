@@ -33,7 +33,7 @@ import torch as th
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_po.common.env_state import RestorableEnv
+from sb3_po.common.registry import algorithm_class, make_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,22 +66,6 @@ PAIRS: dict[str, dict[str, Any]] = {
 }
 
 
-def algorithm(name: str) -> type:
-    from sb3_contrib import TRPO
-    from stable_baselines3 import A2C, PPO
-
-    import sb3_po
-
-    return {
-        "ppo": PPO,
-        "a2c": A2C,
-        "trpo": TRPO,
-        "vpg": getattr(sb3_po, "VPG", None),
-        "kl_ppo": getattr(sb3_po, "KLPPO", None),
-        "grpo": getattr(sb3_po, "GRPO", None),
-    }[name]
-
-
 def env_step_seconds(env_id: str, n_envs: int, n_steps: int) -> float:
     """Wall time of ``n_steps`` VecEnv steps with random actions."""
     env = make_vec_env(env_id, n_envs=n_envs, seed=0)
@@ -111,10 +95,9 @@ def measure_pair(pair: str, rounds: int) -> dict[str, Any]:
     ours_name, ref_name = pair.split(":")
     models = {}
     for name, extra in ((ours_name, spec["ours"]), (ref_name, spec["reference"])):
-        cls = algorithm(name)
+        cls = algorithm_class(name)
         kwargs = {k: v for k, v in spec["common"].items() if k in inspect.signature(cls).parameters}
-        wrapper = dict(wrapper_class=RestorableEnv) if name == "grpo" else {}  # GRPO restores env states
-        env = make_vec_env(spec["env"], n_envs=spec["n_envs"], seed=0, **wrapper)
+        env = make_env(name, spec["env"], n_envs=spec["n_envs"], seed=0)  # GRPO's envs are restorable
         models[name] = cls("MlpPolicy", env, seed=0, device="cpu", **kwargs, **extra)
         models[name]._setup_learn(10**9, None)  # what learn() does before its first rollout
     times: dict[str, dict[str, list[float]]] = {name: {"rollout": [], "update": [], "steps": []} for name in models}
@@ -186,7 +169,7 @@ def stepping_limit(model, n_steps: int) -> float:
 
 def profile_grpo(env_id: str, budget: int, kwargs: dict[str, Any], rounds: int = 3) -> dict[str, Any]:
     """GRPO's ``learn`` (steps per second and where the time goes) beside the stepping-plus-inference limit, alternately."""
-    cls = algorithm("grpo")
+    cls = algorithm_class("grpo")
     results: dict[str, list[float]] = {}
     for _ in range(rounds):
         model = cls("MlpPolicy", env_id, seed=0, device="cpu", **kwargs)
@@ -243,7 +226,7 @@ def main() -> None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1))
         return
-    pairs = args.pairs or [p for p in PAIRS if all(algorithm(n) is not None for n in p.split(":"))]
+    pairs = args.pairs or list(PAIRS)
     results = [measure_pair(pair, args.rounds) for pair in pairs]
     print(
         "| pair | env, n_envs | update (s) ours / ref | ratio | s per 1000 steps ours / ref | ratio "

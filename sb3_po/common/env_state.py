@@ -26,6 +26,7 @@ there, with a message naming the env, the reason and the ways out; nothing falls
 """
 
 import copy
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -58,11 +59,10 @@ def _has_protocol(env: Any) -> bool:
 
 
 def _is_mujoco(env: gym.Env) -> bool:
-    try:
-        from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
-    except ImportError:  # mujoco not installed
-        return False
-    return isinstance(env, MujocoEnv)
+    # No import: an env that is a MujocoEnv has had gymnasium's MuJoCo module imported already. Importing it here
+    # would fail on installs without MuJoCo (gymnasium raises DependencyNotInstalled, which is not an ImportError)
+    mujoco_env = sys.modules.get("gymnasium.envs.mujoco.mujoco_env")
+    return mujoco_env is not None and isinstance(env, getattr(mujoco_env, "MujocoEnv", ()))
 
 
 def _is_classic_control(env: gym.Env) -> bool:

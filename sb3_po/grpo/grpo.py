@@ -501,7 +501,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
 
     def learn(
         self: SelfGRPO,
-        total_timesteps: int,
+        total_timesteps: int | None = None,
         callback: MaybeCallback = None,
         log_interval: int = 1,
         tb_log_name: str = "GRPO",

@@ -423,7 +423,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
 
     def learn(
         self: SelfKLPPO,
-        total_timesteps: int,
+        total_timesteps: int | None = None,
         callback: MaybeCallback = None,
         log_interval: int = 1,
         tb_log_name: str = "KLPPO",

@@ -233,7 +233,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
 
     def learn(
         self: SelfVPG,
-        total_timesteps: int,
+        total_timesteps: int | None = None,
         callback: MaybeCallback = None,
         log_interval: int = 1,
         tb_log_name: str = "VPG",

@@ -1,14 +1,23 @@
 """What every sb3-po algorithm adds to SB3's BaseAlgorithm: an env that raises in a worker process."""
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
+import yaml
 from gymnasium import spaces
+from gymnasium.envs.classic_control import CartPoleEnv
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from sb3_po import GRPO, KLPPO, VPG
 from sb3_po.common.env_state import RestorableEnv
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class RaisingEnv(gym.Env):
@@ -62,3 +71,40 @@ def test_unsupported_action_space_fails_at_construction(algo):
     # SB3's own check and message, as for PPO and A2C
     with pytest.raises(AssertionError, match=r"The algorithm only supports .* as action spaces but Tuple"):
         algo("MlpPolicy", TupleActionEnv())
+
+
+def test_load_of_another_librarys_file_names_its_policy_class(tmp_path):
+    """The message names the saved policy class (SB3 records its metaclass, abc.ABCMeta, as the type)."""
+    PPO("MlpPolicy", "CartPole-v1", n_steps=64, batch_size=64).save(tmp_path / "ppo")
+    with pytest.raises(ValueError, match=r"policy stable_baselines3\.common\.policies\.ActorCriticPolicy\)") as info:
+        KLPPO.load(tmp_path / "ppo")
+    assert "ABCMeta" not in str(info.value)
+
+    class MyPolicy(ActorCriticPolicy):  # defined here: cloudpickle saves it by value, not by reference
+        pass
+
+    PPO(MyPolicy, "CartPole-v1", n_steps=64, batch_size=64).save(tmp_path / "mine")
+    with pytest.raises(ValueError, match=rf"policy {__name__}\.MyPolicy\)"):
+        VPG.load(tmp_path / "mine")
+
+
+class StopAtFirstStep(BaseCallback):
+    def _on_step(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO])
+def test_learn_without_a_budget_takes_the_shipped_zoo_entrys(algo):
+    expected = {
+        name: int(float(yaml.safe_load((ROOT / "zoo_configs" / f"{name}.yml").read_text())["Pendulum-v1"]["n_timesteps"]))
+        for name in ("vpg", "kl_ppo", "grpo")
+    }[{VPG: "vpg", KLPPO: "kl_ppo", GRPO: "grpo"}[algo]]
+    kwargs = dict(group_size=2, n_groups=1) if algo is GRPO else dict(n_steps=64)
+    model = algo("MlpPolicy", "Pendulum-v1", seed=0, **kwargs)
+    model.learn(callback=StopAtFirstStep())  # stops at once: only the budget it was given matters here
+    assert model._total_timesteps == expected > 0
+    # no entry for this env: a clear error, nothing trained
+    model = algo("MlpPolicy", CartPoleEnv(), seed=0, **kwargs)
+    with pytest.raises(ValueError, match=r"learn\(\) needs total_timesteps.*has none for an env without an id"):
+        model.learn()
+    assert model.num_timesteps == 0

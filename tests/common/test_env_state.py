@@ -169,3 +169,23 @@ def test_seed_mode_lunar_lander_and_nondeterministic_reset():
 def test_lunar_lander_cannot_be_deep_copied_and_says_so():
     with pytest.raises(EnvStateError, match="LunarLander"):
         RestorableEnv(Monitor(gym.make("LunarLander-v3")))
+
+
+def test_classic_control_and_grpo_without_mujoco(monkeypatch):
+    """
+    Without MuJoCo, importing gymnasium's MuJoCo module raises DependencyNotInstalled (not an ImportError): the
+    MuJoCo probe must not turn that into a failure of every env.
+    """
+    import sys
+
+    from sb3_po import GRPO
+
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # `import mujoco` raises ImportError, as on an install without it
+    for name in [m for m in sys.modules if m.startswith("gymnasium.envs.mujoco.")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(gym.error.DependencyNotInstalled):
+        import gymnasium.envs.mujoco.mujoco_env  # noqa: F401  (what the simulated install does)
+    env = RestorableEnv(gym.make("Pendulum-v1"))
+    assert env.backend == "classic_control"
+    model = GRPO("MlpPolicy", "CartPole-v1", group_size=2, n_groups=1, seed=0).learn(100)
+    assert model.num_timesteps >= 100

@@ -1,0 +1,223 @@
+"""
+What the RL Zoo bridge (``sb3_po.zoo``), ``scripts/benchmark.py`` and ``scripts/throughput.py`` share: the
+algorithms by name, the shipped RL Zoo entries (``sb3_po/zoo_configs/<algo>.yml``), the resolution of
+hyperparameters the YAML gives as strings (dotted class names, ``dict(...)`` keyword strings: parsed, never
+``eval``-ed), and env construction (GRPO's envs wrapped in ``RestorableEnv``).
+
+Nothing here needs rl_zoo3 or Optuna: a base install can read the shipped entries and build their models.
+"""
+
+import ast
+import importlib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
+RESTORABLE_ENV = "sb3_po.common.env_state.RestorableEnv"
+# hyperparameters whose value may be a dotted class name, and their keyword arguments given as a string
+CLASS_KEYS = ("rollout_buffer_class",)
+KWARGS_KEYS = ("rollout_buffer_kwargs",)
+# short names the RL Zoo's YAML uses in policy_kwargs (``activation_fn=nn.ReLU``), as rl_zoo3 imports them
+_NAMESPACES = {"nn": "torch.nn", "th": "torch"}
+
+
+def algorithms() -> dict[str, type[BaseAlgorithm]]:
+    """The sb3-po algorithms by their RL Zoo name (``vpg``, ``kl_ppo``, ``grpo``)."""
+    from sb3_po.grpo import GRPO
+    from sb3_po.kl_ppo import KLPPO
+    from sb3_po.vpg import VPG
+
+    return {"vpg": VPG, "kl_ppo": KLPPO, "grpo": GRPO}
+
+
+def reference_algorithms() -> dict[str, type[BaseAlgorithm]]:
+    """SB3's and sb3-contrib's algorithms the benchmarks compare with (``ppo_lstm``: sb3-contrib's RecurrentPPO
+    through :class:`sb3_po.ppo_recurrent.RecurrentPPO`, which also takes an estimator's ``rollout_buffer_class``)."""
+    from sb3_contrib import TRPO
+    from stable_baselines3 import A2C, PPO
+
+    from sb3_po.ppo_recurrent import RecurrentPPO
+
+    return {"ppo": PPO, "a2c": A2C, "trpo": TRPO, "ppo_lstm": RecurrentPPO}
+
+
+def algorithm_class(name: str) -> type[BaseAlgorithm]:
+    """An sb3-po or reference algorithm by its RL Zoo name."""
+    classes = {**reference_algorithms(), **algorithms()}
+    if name not in classes:
+        raise ValueError(f"Unknown algorithm {name!r}: one of {sorted(classes)}")
+    return classes[name]
+
+
+def algorithm_name(algorithm: type) -> str | None:
+    """The RL Zoo name of an sb3-po algorithm class or of a subclass of one (None for others)."""
+    for cls in algorithm.__mro__:
+        for name, ours in algorithms().items():
+            if cls is ours:
+                return name
+    return None
+
+
+# -- the shipped RL Zoo entries ------------------------------------------------------------------------------
+
+
+def config_path(algo: str) -> Path:
+    """The RL Zoo YAML of one of our algorithms, as shipped in the package."""
+    return CONFIG_DIR / f"{algo}.yml"
+
+
+def zoo_entries(algo: str) -> dict[str, dict[str, Any]]:
+    """Every entry (env id -> hyperparameters) of the shipped YAML of ``algo``; empty if there is none."""
+    path = config_path(algo)
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+def default_timesteps(algo: str, env_id: str | None) -> int | None:
+    """``n_timesteps`` of the shipped entry of ``algo`` for ``env_id`` (None without one)."""
+    entry = zoo_entries(algo).get(env_id) if env_id is not None else None
+    if not entry or "n_timesteps" not in entry:
+        return None
+    return int(float(entry["n_timesteps"]))
+
+
+# -- hyperparameters given as strings ----------------------------------------------------------------------
+
+
+def resolve_class(name: str) -> Any:
+    """``"package.module.Name"`` -> the object (a class), imported; what rl_zoo3's ``get_class_by_name`` does."""
+    module_name, _, attr = name.rpartition(".")
+    if not module_name:
+        raise ValueError(f"{name!r} is not a dotted class name (package.module.ClassName)")
+    head, _, rest = module_name.partition(".")
+    module_name = ".".join(part for part in (_NAMESPACES.get(head, head), rest) if part)
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"Cannot resolve {name!r}: {error}") from error
+
+
+def parse_value(text: str) -> Any:
+    """
+    A hyperparameter written as Python in the zoo's YAML, parsed without ``eval``: literals, lists, tuples, dicts,
+    ``dict(key=value, ...)`` (nested), and dotted names of classes (``nn.ReLU``, ``th.nn.Tanh``,
+    ``sb3_po.common.buffers.NStepRolloutBuffer``). Anything else (calls, operators, bare names) is refused.
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ValueError(f"Cannot parse the hyperparameter {text!r}: {error.msg}") from None
+    return _value(tree.body, text)
+
+
+def _value(node: ast.AST, text: str) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) and isinstance(node.operand, ast.Constant):
+        return ast.literal_eval(node)
+    if isinstance(node, ast.List):
+        return [_value(e, text) for e in node.elts]
+    if isinstance(node, ast.Tuple):
+        return tuple(_value(e, text) for e in node.elts)
+    if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
+        return {_value(k, text): _value(v, text) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+    is_dict_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"
+    if is_dict_call and not node.args and all(k.arg is not None for k in node.keywords):  # type: ignore[attr-defined]
+        return {k.arg: _value(k.value, text) for k in node.keywords}
+    if isinstance(node, ast.Attribute):
+        resolved = resolve_class(ast.unparse(node))
+        if isinstance(resolved, type):
+            return resolved
+    raise ValueError(
+        f"Cannot parse {ast.unparse(node)!r} in the hyperparameter {text!r}: only literals, dict(key=value, ...) and "
+        "dotted class names (nn.ReLU, package.module.Class) are accepted"
+    )
+
+
+def resolve_hyperparams(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """Dotted class names and keyword strings (which rl_zoo3 leaves as strings) become objects."""
+    hyperparams = dict(hyperparams)
+    for key in CLASS_KEYS:
+        if isinstance(hyperparams.get(key), str):
+            hyperparams[key] = resolve_class(hyperparams[key])
+    for key in KWARGS_KEYS:
+        if isinstance(hyperparams.get(key), str):
+            hyperparams[key] = parse_value(hyperparams[key])
+    return hyperparams
+
+
+def _schedule(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("lin_"):
+        return LinearSchedule(float(value[4:]), 0.0, 1.0)
+    return value
+
+
+# -- envs and models ----------------------------------------------------------------------------------------
+
+
+def with_restorable_env(env_wrapper: Any, state_mode: str = "auto") -> list[Any]:
+    """
+    The zoo's ``env_wrapper`` entry with ``RestorableEnv`` appended (outermost, above Monitor) if absent,
+    restoring states the way GRPO's ``state_mode`` hyperparameter asks (e.g. ``seed`` for LunarLander).
+    """
+    wrappers = [] if env_wrapper is None else (list(env_wrapper) if isinstance(env_wrapper, list) else [env_wrapper])
+    names = [w if isinstance(w, str) else next(iter(w)) for w in wrappers]
+    if RESTORABLE_ENV in names:
+        return wrappers
+    return [*wrappers, RESTORABLE_ENV if state_mode == "auto" else {RESTORABLE_ENV: {"mode": state_mode}}]
+
+
+def make_env(algo: str, env_id: str, n_envs: int = 1, seed: int | None = None, state_mode: str = "auto") -> VecEnv:
+    """
+    ``make_vec_env(env_id, n_envs, seed)``; for GRPO each env wrapped in ``RestorableEnv`` (GRPO restores env
+    states). An env of a family that is not installed (MuJoCo, Box2D) names the sb3-po extra that installs it; the
+    RL Zoo's own envs (``CartPoleNoVel-v1`` of its ``ppo_lstm`` entries) are found where rl_zoo3 is installed.
+    """
+    import importlib.util
+
+    import gymnasium as gym
+
+    if env_id not in gym.registry and importlib.util.find_spec("rl_zoo3") is not None:
+        import rl_zoo3.import_envs  # noqa: F401  (registers the zoo's own envs: CartPoleNoVel-v1, ...)
+
+    wrapper: dict[str, Any] = {}
+    if algo == "grpo":
+        from sb3_po.common.env_state import RestorableEnv
+
+        wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(mode=state_mode, seed=seed))
+    try:
+        return make_vec_env(env_id, n_envs=n_envs, seed=seed, **wrapper)
+    except gym.error.DependencyNotInstalled as error:
+        from sb3_po.common.optional import MissingExtraError
+
+        family = "mujoco" if "mujoco" in str(error).lower() else "box2d" if "box2d" in str(error).lower() else None
+        if family is None:
+            raise
+        raise MissingExtraError(f"{env_id} needs {family}: pip install 'sb3-po[{family}]' ({error})") from error
+
+
+def build_model(algo: str, env_id: str, seed: int, hyperparams: dict[str, Any], device: str = "cpu") -> BaseAlgorithm:
+    """
+    A model from an RL Zoo style entry, outside the zoo: the env (``n_envs``, ``normalize``), the policy and every
+    hyperparameter resolved (strings parsed, ``lin_<x>`` schedules); ``n_timesteps`` is ignored.
+    """
+    hp = resolve_hyperparams(hyperparams)
+    hp.pop("n_timesteps", None)
+    n_envs = hp.pop("n_envs", 1)
+    normalize = hp.pop("normalize", False)
+    policy = hp.pop("policy", "MlpPolicy")
+    if isinstance(hp.get("policy_kwargs"), str):
+        hp["policy_kwargs"] = parse_value(hp["policy_kwargs"])
+    for key in ("learning_rate", "clip_range", "critic_learning_rate"):
+        if key in hp:
+            hp[key] = _schedule(hp[key])
+    env = make_env(algo, env_id, n_envs=n_envs, seed=seed, state_mode=hp.get("state_mode", "auto"))
+    if normalize:
+        norm_kwargs = parse_value(normalize) if isinstance(normalize, str) else normalize
+        env = VecNormalize(env, gamma=hp.get("gamma", 0.99), **(norm_kwargs if isinstance(norm_kwargs, dict) else {}))
+    return algorithm_class(algo)(policy, env, seed=seed, device=device, **hp)
