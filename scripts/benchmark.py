@@ -77,11 +77,35 @@ def algorithm_classes() -> dict[str, type]:
     return {**reference_algorithms(), **algorithms()}
 
 
+# Variants of an algorithm for ablations, run as ``--algos grpo@frontier``: each overrides the shipped entry of
+# every env (``"*"``) or of one env; its results are stored and reported under its own name.
+VARIANTS_FILE = ROOT / "scripts" / "variants.yml"
+
+
+def split_variant(algo: str) -> tuple[str, str | None]:
+    """``"grpo@frontier"`` -> ``("grpo", "frontier")``; ``"grpo"`` -> ``("grpo", None)``."""
+    base, _, variant = algo.partition("@")
+    return base, variant or None
+
+
 def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     """
     The RL Zoo style entry for ``env_id``: from ``zoo_configs/<algo>.yml``, else (SB3's own algorithms)
     from the hyperparameter files installed with rl_zoo3; empty (the algorithm's defaults) if neither has one.
+    A variant (``algo@name``) applies its overrides from ``scripts/variants.yml`` to that entry.
     """
+    algo, variant = split_variant(algo)
+    hyperparams = _shipped_hyperparams(algo, env_id)
+    if variant is not None:
+        variants = (yaml.safe_load(VARIANTS_FILE.read_text()) or {}).get(algo, {})
+        if variant not in variants:
+            raise ValueError(f"No variant {variant!r} of {algo} in {VARIANTS_FILE}: one of {sorted(variants)}")
+        hyperparams.update(variants[variant].get("*") or {})
+        hyperparams.update(variants[variant].get(env_id) or {})
+    return hyperparams
+
+
+def _shipped_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     candidates = [config_path(algo)]
     if algo in reference_algorithms():
         spec = importlib.util.find_spec("rl_zoo3")  # its YAML files only: rl_zoo3 is not imported
@@ -142,7 +166,7 @@ class PeriodicEval(BaseCallback):
 def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_eval_episodes: int) -> dict[str, Any]:
     th.set_num_threads(1)
     hyperparams = load_hyperparams(algo, env_id)
-    model = build_model(algo, env_id, seed, hyperparams)
+    model = build_model(split_variant(algo)[0], env_id, seed, hyperparams)
     callback = PeriodicEval(env_id, seed, eval_freq, n_eval_episodes)
     start = time.perf_counter()
     model.learn(budget, callback=callback)
