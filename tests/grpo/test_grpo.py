@@ -338,3 +338,79 @@ def test_plain_dummy_vec_env_is_made_restorable(env_cls):
     for group in model.rollout_buffer.start_observations():
         for obs in group:
             np.testing.assert_array_equal(obs, group[0])
+
+
+class GridEnv(gym.Env):
+    """A walk on [0, 1): action 1 moves right by 0.05, action 0 stays; reward 1 at the right end (sparse)."""
+
+    observation_space = spaces.Box(0.0, 1.0, (1,), dtype=np.float32)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = 0.0
+        return np.array([self.x], dtype=np.float32), {}
+
+    def step(self, action):
+        self.x = min(self.x + 0.05 * int(action), 0.999)
+        done = self.x >= 0.95
+        return np.array([self.x], dtype=np.float32), float(done), done, False, {}
+
+    def get_state(self):
+        return self.x
+
+    def set_state(self, state):
+        self.x = state
+
+
+def grid_env(n_envs=2, max_episode_steps=10):
+    return make_vec_env(lambda: gym.wrappers.TimeLimit(GridEnv(), max_episode_steps), n_envs=n_envs, seed=0,
+                        wrapper_class=RestorableEnv)  # fmt: skip
+
+
+def test_frontier_archive_keeps_one_state_per_cell_and_prefers_rare_cells():
+    model = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=2, start_states="frontier", frontier_cells=10,
+                 visited_fraction=1.0, seed=0, device="cpu")  # fmt: skip
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(1)
+    archive = model._frontier_archive
+    cells = sorted(archive["states"])
+    assert cells and archive["visits"].sum() > 0
+    for cell in cells:  # the state kept for a cell lies in that cell
+        assert int(archive["states"][cell]["obs"][0] * 10) == cell
+    assert model.logger.name_to_value["rollout/frontier_cells"] == len(cells)
+    # the draw: weights 1 / sqrt(1 + visits); a cell visited far less often is drawn far more often
+    archive["visits"][:] = 10_000
+    archive["visits"][cells[-1]] = 0
+    drawn = [model.collector.start_states.draw()["obs"][0] for _ in range(200)]
+    assert np.mean([int(x * 10) == cells[-1] for x in drawn]) > 0.8
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_frontier_start_with_or_without_a_fresh_time_budget(fresh):
+    model = GRPO("MlpPolicy", grid_env(n_envs=1, max_episode_steps=10), group_size=2, n_groups=1, start_states="frontier",
+                 visited_fraction=1.0, fresh_time_limit=fresh, seed=0, device="cpu")  # fmt: skip
+    model.learn(1)
+    state = next(iter(model._frontier_archive["states"].values()))
+    env = model.get_env()
+    env.env_method("set_state", state, fresh_time_limit=fresh, indices=[0])
+    elapsed = env.env_method("get_state", indices=[0])[0]["inner"][0][0]  # TimeLimit's elapsed steps, saved
+    saved = state["inner"][0][0]
+    assert saved > 0
+    assert elapsed == (0 if fresh else saved)
+
+
+def test_frontier_needs_bounded_observations():
+    with pytest.raises(ValueError, match="bounded Box observation space"):
+        GRPO("MlpPolicy", "CartPole-v1", start_states="frontier")  # CartPole's velocities are unbounded
+
+
+def test_dynamic_sampling_replaces_zero_spread_groups_and_counts_their_steps():
+    # ConstantEnv: every group has zero spread, so each is replaced until the extra groups run out
+    model = GRPO("MlpPolicy", make_env(ConstantEnv), group_size=4, n_groups=2, resample_groups=3, seed=0, device="cpu")
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(1)
+    assert model.logger.name_to_value["rollout/discarded_groups"] == 3
+    assert len(model.rollout_buffer.groups) == 2  # the requested number of groups is trained on
+    assert model.num_timesteps == (2 + 3) * 4 * 5  # the discarded groups' steps count
+    assert model.logger.name_to_value["rollout/env_steps"] == model.num_timesteps
