@@ -228,13 +228,16 @@ class RestorableEnv(gym.Wrapper):
             raise EnvStateError("RestorableEnv.get_state() called before reset()")
         return dict(inner=self._get_inner_state(), monitor=self._monitor_state(), obs=copy.deepcopy(self._last_obs))
 
-    def set_state(self, state: dict[str, Any], fresh_time_limit: bool = False) -> Any:
+    def set_state(self, state: dict[str, Any], fresh_time_limit: bool = False, rng_seed: int | None = None) -> Any:
         """
         Restore a snapshot from :meth:`get_state` or :meth:`new_start_state`; returns its observation.
 
         :param fresh_time_limit: Start a new episode from the restored state (the Go-Explore setting): ``TimeLimit``
             counts its steps from zero, and ``Monitor`` reports the episode's return and length from this state on.
             Otherwise the snapshot's step count and Monitor's rewards so far are restored with it.
+        :param rng_seed: Seed the env's own random number generator after the restore (common random numbers: envs
+            restored with the same state and seed differ only by the actions taken); by default the copy backend
+            draws a fresh generator and the other backends keep the env's
         """
         if self.backend == "seed":
             obs, _ = self.env.reset(seed=int(state["seed"]))
@@ -250,6 +253,8 @@ class RestorableEnv(gym.Wrapper):
                 layer = layer.env
             if self.monitor is not None:
                 self.monitor.rewards = []
+        if rng_seed is not None:
+            self.inner.unwrapped._np_random = np.random.default_rng(rng_seed)
         self._last_obs = copy.deepcopy(state["obs"])
         return copy.deepcopy(state["obs"])
 

@@ -119,17 +119,15 @@ class VecEnvStates:
         state, obs = self.env.env_method("new_start_state", indices=[slot])[0]
         return state, self.observations(_batch([obs]))
 
-    def restore(self, slots: list[int], state: Any, fresh_time_limit: bool = False) -> Any:
+    def restore(self, slots: list[int], state: Any, fresh_time_limit: bool = False, rng_seed: int | None = None) -> Any:
         """
         Put every slot of ``slots`` into ``state``; their observations as the policy sees them, one row per slot.
 
         :param fresh_time_limit: Start new episodes from the state (see ``RestorableEnv.set_state``)
+        :param rng_seed: Seed every slot's env random number generator alike (common random numbers)
         """
-        if fresh_time_limit:
-            observations = self.env.env_method("set_state", state, fresh_time_limit=True, indices=slots)
-        else:
-            observations = self.env.env_method("set_state", state, indices=slots)
-        return self.observations(_batch(observations))
+        options = {k: v for k, v in dict(fresh_time_limit=fresh_time_limit, rng_seed=rng_seed).items() if v}
+        return self.observations(_batch(self.env.env_method("set_state", state, indices=slots, **options)))
 
     def get_state(self, slot: int) -> Any:
         """The current state of slot ``slot``."""

@@ -13,19 +13,23 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 
-from sb3_po.grpo.advantages import GroupAdvantage
+from sb3_po.grpo.advantages import GroupAdvantage, OutcomeAdvantage
 
 LOSS_TYPES = ("step", "episode", "dr_grpo")
 
 
 @dataclass(frozen=True)
 class Episode:
-    """One member episode: it ran in env slot ``slot`` over the buffer's rows ``start`` to ``stop - 1``."""
+    """
+    One member episode: it ran in env slot ``slot`` over the buffer's rows ``start`` to ``stop - 1``. A branch
+    (TRPO's vine) has ``credit``: its whole return is scored, but only its first ``credit`` actions are trained on.
+    """
 
     group: int
     slot: int
     start: int
     stop: int
+    credit: int | None = None
 
     @property
     def length(self) -> int:
@@ -53,6 +57,8 @@ class GroupRolloutBuffer(BaseBuffer):
     :param observation_space: Observation space
     :param action_space: Action space
     :param advantage_estimator: The group advantage estimator (:mod:`sb3_po.grpo.advantages`)
+    :param branch_estimator: The estimator of branch groups (episodes with ``credit``): the vine's advantage of a
+        branch's return relative to the other branches from the same state; default: outcome, mean and std
     :param loss_type: ``"step"`` (mean over all steps), ``"episode"`` (the paper's per-episode mean, then mean
         over episodes) or ``"dr_grpo"`` (sum over steps divided by episodes x ``loss_normalizer``)
     :param loss_normalizer: Dr. GRPO's constant episode length (needed with ``loss_type="dr_grpo"``)
@@ -68,6 +74,7 @@ class GroupRolloutBuffer(BaseBuffer):
         observation_space: spaces.Space,
         action_space: spaces.Space,
         advantage_estimator: GroupAdvantage,
+        branch_estimator: GroupAdvantage | None = None,
         loss_type: str = "step",
         loss_normalizer: int | None = None,
         device: th.device | str = "auto",
@@ -78,6 +85,7 @@ class GroupRolloutBuffer(BaseBuffer):
         if loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
         self.advantage_estimator = advantage_estimator
+        self.branch_estimator = OutcomeAdvantage() if branch_estimator is None else branch_estimator
         self.loss_type = loss_type
         self.loss_normalizer = loss_normalizer
         self._steps = self._allocate(initial_rows)
@@ -117,6 +125,7 @@ class GroupRolloutBuffer(BaseBuffer):
     def reset(self) -> None:
         self.groups: list[list[Episode]] = []
         self.episode_returns = np.zeros((0, 0))
+        self.branch_returns = np.zeros((0, 0))
         self.episode_lengths = np.zeros(0, dtype=int)
         self.n_samples = 0
         super().reset()
@@ -165,22 +174,38 @@ class GroupRolloutBuffer(BaseBuffer):
         return rows, np.repeat([ep.slot for ep in episodes], lengths)
 
     def compute_advantages(self) -> None:
-        """Flatten the episodes (group by group, each group's members in the order they finished) and compute
-        each step's group advantage and loss weight."""
-        self.groups = [group for group in self.groups if group]  # discarded groups are empty
+        """
+        Flatten the episodes (the groups of whole episodes, then the branch groups; each group's members in the
+        order they finished) and compute each step's group advantage and loss weight.
+        """
+        groups = [group for group in self.groups if group]  # discarded groups are empty
+        trunks = [group for group in groups if group[0].credit is None]
+        branches = [group for group in groups if group[0].credit is not None]
+        self.groups = trunks + branches
         episodes = [ep for group in self.groups for ep in group]
         rows, slots = self._rows(episodes)
         steps = self._steps
         rewards = steps["rewards"][rows, slots]
         lengths = np.array([ep.length for ep in episodes])
-        bounds = np.cumsum(lengths)[:-1]
-        per_member = np.split(rewards, bounds)
-        group_rewards, first = [], 0
+        per_member = np.split(rewards, np.cumsum(lengths)[:-1])
+        trunk_rewards, branch_rewards, first = [], [], 0
         for group in self.groups:
-            group_rewards.append(per_member[first : first + len(group)])
+            (branch_rewards if group[0].credit is not None else trunk_rewards).append(per_member[first : first + len(group)])
             first += len(group)
-        advantages = self.advantage_estimator.estimate(group_rewards)
-        self.episode_returns = self.advantage_estimator.returns(group_rewards)
+        parts = []
+        if trunk_rewards:
+            parts.append(self.advantage_estimator.estimate(trunk_rewards))
+            self.episode_returns = self.advantage_estimator.returns(trunk_rewards)
+        if branch_rewards:
+            parts.append(self.branch_estimator.estimate(branch_rewards))
+            self.branch_returns = self.branch_estimator.returns(branch_rewards)
+        advantages = np.concatenate(parts)
+
+        # a branch is trained on its first `credit` steps only
+        kept = np.array([ep.length if ep.credit is None else min(ep.credit, ep.length) for ep in episodes])
+        if (kept < lengths).any():
+            keep = np.concatenate([np.arange(n) < k for n, k in zip(lengths, kept, strict=True)])
+            rows, slots, rewards, advantages, lengths = rows[keep], slots[keep], rewards[keep], advantages[keep], kept
 
         # loss weights: "step" averages over all steps; "episode" over each episode then over episodes
         # (the paper's 1/G sum_i 1/|o_i| sum_t); "dr_grpo" divides the sum by a constant (Dr. GRPO)
@@ -207,9 +232,11 @@ class GroupRolloutBuffer(BaseBuffer):
         self.full = True
 
     def start_observations(self) -> np.ndarray | dict[str, np.ndarray]:
-        """The first observation of every member episode, ``(n_groups, G, *obs_shape)`` (a dict of such for Dict spaces)."""
-        firsts = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]])
-        shape = (len(self.groups), -1)
+        """The first observation of every member episode of the groups of whole episodes (not the branches),
+        ``(n_groups, G, *obs_shape)`` (a dict of such for Dict spaces)."""
+        n_groups = len(self.episode_returns)
+        firsts = np.concatenate([[0], np.cumsum(self.episode_lengths)[:-1]])[: sum(len(g) for g in self.groups[:n_groups])]
+        shape = (n_groups, -1)
         if isinstance(self.observations, dict):
             return {key: value[firsts].reshape(*shape, *value.shape[1:]) for key, value in self.observations.items()}
         return self.observations[firsts].reshape(*shape, *self.observations.shape[1:])

@@ -11,6 +11,7 @@ happens only when an episode starts or ends.
 """
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,29 @@ from sb3_po.common.vec_env_state import VecEnvStates, set_rows
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
 
 START_STATES = ("reset", "visited", "frontier")
+
+
+@dataclass(frozen=True)
+class Branching:
+    """
+    Branching rollouts (TRPO's vine, Schulman et al. 2015, section 5): at states chosen uniformly along a rollout's
+    episodes (the trunks), ``n_branches`` branches of at most ``horizon`` steps start from the restored state; each
+    branch is scored by its return over those steps, relative to the other branches of its state, and that
+    advantage goes to its first ``credit`` actions.
+
+    :param n_states: States branched from per rollout
+    :param n_branches: K, the branches of one state (>= 2)
+    :param horizon: H, the steps a branch runs at most
+    :param credit: How many of a branch's first actions are trained on
+    :param common_random_numbers: The branches of a state get the same env random numbers (the env's generator is
+        seeded alike), so that they differ only by the policy's actions
+    """
+
+    n_states: int
+    n_branches: int
+    horizon: int
+    credit: int = 1
+    common_random_numbers: bool = False
 
 
 class StartStates:
@@ -112,6 +136,7 @@ class GroupRolloutCollector:
         members' episodes from there); otherwise the state's elapsed steps are restored with it
     :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
         returns are all equal (no gradient); the replaced groups' steps still count
+    :param branching: Branch groups from states along the episodes (:class:`Branching`), or None
     """
 
     def __init__(
@@ -120,11 +145,14 @@ class GroupRolloutCollector:
         start_states: StartStates | None = None,
         fresh_time_limit: bool = False,
         resample_groups: int = 0,
+        branching: Branching | None = None,
     ):
         self.group_size = group_size
         self.start_states = StartStates() if start_states is None else start_states
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
+        self.branching = branching
+        self._trunk_steps: int | None = None  # member steps of whole episodes in the last rollout
 
     def collect(self, model: Any, env: VecEnv, callback: BaseCallback, buffer: GroupRolloutBuffer, n_groups: int) -> bool:
         """
@@ -145,9 +173,18 @@ class GroupRolloutCollector:
         starts = [self.start_states.draw() for _ in range(n_groups)]
         queue = deque(group for group in range(n_groups) for _ in range(self.group_size))
         finished = [0] * n_groups  # members of each group that have finished
+        size = [self.group_size] * n_groups  # members of each group
+        seeds: list[int | None] = [None] * n_groups  # common random numbers of a branch group
+        branch_of = [False] * n_groups  # whether a group is a branch group
         resamples_left, discarded = self.resample_groups, 0
         slot_group = np.full(env.num_envs, -1)  # the group of the member running in each slot; -1: idle
         slot_start = np.zeros(env.num_envs, dtype=int)  # the buffer row where that member's episode began
+        branching, n_branch_groups, trunk_steps = self.branching, 0, 0
+        is_branch = np.zeros(env.num_envs, dtype=bool)  # whether the member in each slot is a branch
+        if branching is not None:
+            # the probability that a step of a whole episode is branched from: n_states per rollout on average
+            expected = self._trunk_steps or n_groups * self.group_size * 100
+            branch_prob = min(1.0, branching.n_states / expected)
         clip_box = isinstance(model.action_space, spaces.Box) and not policy.squash_output
 
         def assign(free: np.ndarray) -> int:
@@ -160,10 +197,13 @@ class GroupRolloutCollector:
                     set_rows(model._last_obs, slots[:1], obs)
                     slots = slots[1:]
                 if slots:
-                    set_rows(model._last_obs, slots, states.restore(slots, starts[group], self.fresh_time_limit))
+                    observations = states.restore(slots, starts[group], self.fresh_time_limit, seeds[group])
+                    set_rows(model._last_obs, slots, observations)
             n_taken = len(taken)
             slot_group[free[:n_taken]] = taken
             slot_start[free[:n_taken]] = buffer.pos
+            if branching is not None:
+                is_branch[free[:n_taken]] = [branch_of[group] for group in taken]
             if model.use_sde:
                 # gSDE's noise is a function of the state: without a new draw, members run one after another in a
                 # slot would replay the same episode from the shared start (one draw per member, as members start)
@@ -223,24 +263,45 @@ class GroupRolloutCollector:
                 raw = new_obs if model._vec_normalize_env is None else model._vec_normalize_env.get_original_obs()
                 self.start_states.observe(states, raw, np.flatnonzero((slot_group >= 0) & ~dones))
             model._last_obs = new_obs
+            if branching is not None:
+                trunks = np.flatnonzero((slot_group >= 0) & ~is_branch & ~dones)
+                trunk_steps += int(((slot_group >= 0) & ~is_branch).sum())
+                if n_branch_groups < branching.n_states and len(trunks):
+                    for slot in trunks[np.random.random(len(trunks)) < branch_prob][: branching.n_states - n_branch_groups]:
+                        # a branch group: K members from this state, each for at most H steps
+                        starts.append(states.get_state(int(slot)))
+                        size.append(branching.n_branches)
+                        finished.append(0)
+                        seeds.append(int(np.random.randint(2**31 - 1)) if branching.common_random_numbers else None)
+                        branch_of.append(True)
+                        queue.extend([len(starts) - 1] * branching.n_branches)
+                        n_branch_groups += 1
+                # a branch ends after H steps: the member is done (its env goes on until the slot is restored)
+                dones = dones | (is_branch & (slot_group >= 0) & (buffer.pos - slot_start >= branching.horizon))
             if dones.any():
                 for slot in np.flatnonzero((slot_group >= 0) & dones):
                     group = int(slot_group[slot])
-                    buffer.add_episode(Episode(group, int(slot), int(slot_start[slot]), buffer.pos))
+                    credit = branching.credit if branching is not None and is_branch[slot] else None
+                    buffer.add_episode(Episode(group, int(slot), int(slot_start[slot]), buffer.pos, credit))
                     n_running -= 1
                     finished[group] += 1
-                    if finished[group] == self.group_size and resamples_left > 0 and buffer.zero_spread(group):
+                    full = finished[group] == size[group] and not branch_of[group]
+                    if full and resamples_left > 0 and buffer.zero_spread(group):
                         # dynamic sampling: the group has nothing to teach; a new one takes its place
                         buffer.discard_group(group)
                         resamples_left, discarded = resamples_left - 1, discarded + 1
                         starts.append(self.start_states.draw())
                         finished.append(0)
+                        size.append(self.group_size)
+                        seeds.append(None)
+                        branch_of.append(False)
                         queue.extend([len(starts) - 1] * self.group_size)
                 slot_group[dones] = -1
                 if queue:
                     n_running += assign(np.flatnonzero(slot_group < 0))
 
         buffer.compute_advantages()
+        self._trunk_steps = trunk_steps or None
         model._rollout_steps, model._rollout_idle_steps = n_steps * env.num_envs, idle_steps
         model._rollout_discarded_groups = discarded
         callback.update_locals(dict(self=model, env=env, callback=callback, rollout_buffer=buffer, n_steps=n_steps))

@@ -18,7 +18,14 @@ from sb3_po.common.kl import KL_ESTIMATORS, index_distribution, policy_kl, snaps
 from sb3_po.common.vec_env_state import check_restorable, restorable_vec_env
 from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS, SUPERVISIONS, GroupAdvantage, make_group_advantage
 from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
-from sb3_po.grpo.collector import START_STATES, FrontierStates, GroupRolloutCollector, StartStates, VisitedStates
+from sb3_po.grpo.collector import (
+    START_STATES,
+    Branching,
+    FrontierStates,
+    GroupRolloutCollector,
+    StartStates,
+    VisitedStates,
+)
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
@@ -95,6 +102,15 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param fresh_time_limit: A group started from a saved state gets a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
         steps come with it, and a state saved late in an episode leaves little time
+    :param branch_states: Branching rollouts (TRPO's vine, Schulman et al. 2015): states per rollout, chosen
+        uniformly along the episodes, from which ``branch_count`` branches of at most ``branch_horizon`` steps start;
+        a branch's return relative to the other branches of its state is the advantage of its first
+        ``branch_credit`` actions (0: no branching)
+    :param branch_count: K, branches per state (>= 2)
+    :param branch_horizon: H, the steps a branch runs at most
+    :param branch_credit: How many of a branch's first actions get its advantage
+    :param common_random_numbers: The branches of one state see the same env random numbers (the env's generator is
+        seeded alike after the restore), so that they differ only by the policy's actions
     :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
         returns are all equal (a zero advantage: no gradient); the replaced groups' env steps still count
     :param state_mode: How an env given by id is made restorable (see ``RestorableEnv``):
@@ -151,6 +167,11 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         frontier_cells: int = 12,
         fresh_time_limit: bool = False,
         resample_groups: int = 0,
+        branch_states: int = 0,
+        branch_count: int = 4,
+        branch_horizon: int = 50,
+        branch_credit: int = 1,
+        common_random_numbers: bool = False,
         state_mode: str = "auto",
         use_sde: bool = False,
         sde_sample_freq: int = -1,
@@ -180,6 +201,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         _check_int("ref_update_interval", ref_update_interval, 0)
         _check_int("frontier_cells", frontier_cells, 1)
         _check_int("resample_groups", resample_groups, 0)
+        _check_int("branch_states", branch_states, 0)
+        _check_int("branch_count", branch_count, 2)
+        _check_int("branch_horizon", branch_horizon, 1)
+        _check_int("branch_credit", branch_credit, 1)
         if not (np.isfinite(beta) and beta >= 0):
             raise ValueError(f"GRPO: beta must be a finite number >= 0, got {beta!r}")
         if not 0 < gamma <= 1:
@@ -243,6 +268,11 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.frontier_cells = frontier_cells
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
+        self.branch_states = branch_states
+        self.branch_count = branch_count
+        self.branch_horizon = branch_horizon
+        self.branch_credit = branch_credit
+        self.common_random_numbers = common_random_numbers
         self.state_mode = state_mode
         self.target_kl = target_kl
         self._n_rollouts = 0  # rollouts trained on, for ref_update_interval
@@ -256,7 +286,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     # -- environments --------------------------------------------------------------------------------------
 
     def _check_env(self, env: VecEnv) -> None:
-        check_restorable(env, mid_episode=self.start_states != "reset")
+        check_restorable(env, mid_episode=self.start_states != "reset" or self.branch_states > 0)
         normalize = unwrap_vec_normalize(env)
         if normalize is not None and normalize.norm_reward:
             raise ValueError("GRPO scores whole episodes by their raw returns: use VecNormalize(norm_reward=False)")
@@ -311,8 +341,17 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.clip_range_upper = None if self.clip_range_upper is None else FloatSchedule(self.clip_range_upper)
         # the pool of visited start states is saved with the model (a loaded model continues with it)
         self._visited_states: deque = deque(getattr(self, "_visited_states", ()), maxlen=self.visited_pool_size)
+        branching = None
+        if self.branch_states > 0:
+            branching = Branching(
+                self.branch_states, self.branch_count, self.branch_horizon, self.branch_credit, self.common_random_numbers
+            )
         self.collector = GroupRolloutCollector(
-            self.group_size, self._start_states(), fresh_time_limit=self.fresh_time_limit, resample_groups=self.resample_groups
+            self.group_size,
+            self._start_states(),
+            fresh_time_limit=self.fresh_time_limit,
+            resample_groups=self.resample_groups,
+            branching=branching,
         )
 
     def _start_states(self) -> StartStates | None:
@@ -483,6 +522,11 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.logger.record("rollout/discarded_groups", self._rollout_discarded_groups)
         if self.start_states == "frontier":
             self.logger.record("rollout/frontier_cells", len(self._frontier_archive["states"]))
+        if self.branch_states > 0:
+            branch_returns = buffer.branch_returns
+            self.logger.record("rollout/branch_groups", len(branch_returns))
+            if len(branch_returns):
+                self.logger.record("train/branch_zero_spread_groups", float((np.ptp(branch_returns, axis=1) == 0).mean()))
         self.logger.record("train/policy_gradient_loss", th.stack(pg_losses).mean().item())
         self.logger.record("train/entropy_loss", -th.stack(entropies).mean().item())
         self.logger.record("train/approx_kl", float(np.mean(approx_kls)))

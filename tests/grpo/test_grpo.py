@@ -13,6 +13,7 @@ from sb3_po import GRPO
 from sb3_po.common.env_state import EnvStateError, RestorableEnv
 from sb3_po.common.policies import ZeroBaseline
 from sb3_po.common.vec_env_state import VecEnvStates
+from sb3_po.grpo.advantages import group_advantages
 
 
 class StartEnv(gym.Env):
@@ -414,3 +415,47 @@ def test_dynamic_sampling_replaces_zero_spread_groups_and_counts_their_steps():
     assert len(model.rollout_buffer.groups) == 2  # the requested number of groups is trained on
     assert model.num_timesteps == (2 + 3) * 4 * 5  # the discarded groups' steps count
     assert model.logger.name_to_value["rollout/env_steps"] == model.num_timesteps
+
+
+def test_branching_rollouts_score_branches_and_train_their_first_actions():
+    model = GRPO("MlpPolicy", make_env(StartEnv, 2), group_size=3, n_groups=2, branch_states=4, branch_count=3,
+                 branch_horizon=4, branch_credit=1, seed=0, device="cpu")  # fmt: skip
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(1)  # the first rollout measures the trunks' steps
+    model.learn(1, reset_num_timesteps=False)  # now about branch_states states per rollout are branched from
+    buffer = model.rollout_buffer
+    n_trunks = len(buffer.episode_returns)  # one group (learn(1) sizes the rollout to its budget), then the branches
+    trunks, branches = buffer.groups[:n_trunks], buffer.groups[n_trunks:]
+    assert n_trunks == 1 and len(trunks[0]) == 3 and all(ep.credit is None for ep in trunks[0])
+    assert 1 <= len(branches) <= 4 and all(len(g) == 3 for g in branches)
+    assert all(ep.credit == 1 and ep.length <= 4 for g in branches for ep in g)
+    assert model.logger.name_to_value["rollout/branch_groups"] == len(branches)
+    # trained on: every step of the trunks, the first action of each branch
+    n_trunk_steps = sum(ep.length for g in trunks for ep in g)
+    assert buffer.n_samples == n_trunk_steps + 3 * len(branches)
+    # a branch's advantage: its return relative to the other branches of its state (StartEnv: reward = action)
+    branch_advantages = buffer.advantages[n_trunk_steps:].reshape(len(branches), 3)
+    expected = group_advantages(buffer.branch_returns)
+    np.testing.assert_allclose(branch_advantages, expected, rtol=1e-5, atol=1e-6)
+    # the branches of a state start from it: the same first observation (x0 and the trunk's t > 0 or = 0)
+    firsts = buffer.observations[n_trunk_steps:].reshape(len(branches), 3, 2)
+    for group in firsts:
+        for obs in group:
+            np.testing.assert_array_equal(obs, group[0])
+
+
+@pytest.mark.parametrize("common", [True, False])
+def test_common_random_numbers_restore_the_env_generator_alike(common):
+    env = make_env(StartEnv, 2)
+    env.reset()
+    states = VecEnvStates(env)
+    state = env.env_method("get_state", indices=[0])[0]
+    states.restore([0, 1], state, rng_seed=123 if common else None)
+    heads = []
+    for _ in range(30):  # StartEnv's coin is the env's own randomness; the same actions in both slots
+        _, _, dones, _ = env.step(np.array([0, 0]))
+        heads.append(env.get_attr("heads"))
+        if dones.any():
+            break
+    same = all(a == b for a, b in heads)
+    assert same == common
