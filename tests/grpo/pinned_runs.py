@@ -76,37 +76,49 @@ CONFIGS: dict[str, tuple[Any, dict[str, Any]]] = {
 }
 
 
+def _pinned_parameters(model: GRPO) -> np.ndarray:
+    """The last ``N_PINNED`` flat parameters (the action head, which every step of the update moves)."""
+    return th.cat([p.detach().flatten() for p in model.policy.parameters()]).numpy()[-N_PINNED:].copy()
+
+
 class _StopAfterRollouts(BaseCallback):
-    """Stops ``learn`` at the first step of rollout ``n + 1``: the parameters are those after ``n`` updates."""
+    """
+    Stops ``learn`` at the first step of rollout ``n + 1``: the parameters are those after ``n`` updates. Keeps
+    the parameters after the first update in ``first``.
+    """
 
     def __init__(self, n: int):
         super().__init__()
         self.n, self.rollouts = n, 0
+        self.first: np.ndarray | None = None
 
     def _on_rollout_start(self) -> None:
         self.rollouts += 1
+        if self.rollouts == 2:
+            self.first = _pinned_parameters(self.model)
 
     def _on_step(self) -> bool:
         return self.rollouts <= self.n
 
 
-def run(name: str) -> tuple[np.ndarray, int]:
-    """The last ``N_PINNED`` flat parameters after ``N_ROLLOUTS`` updates (the action head, which every step of
-    the update moves), and the env steps taken."""
+def run(name: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The pinned parameters after the first update and after ``N_ROLLOUTS`` updates, and the env steps taken."""
     th.set_num_threads(1)
     np.random.seed(0)  # some envs draw from NumPy's global RNG when built (SimpleMultiObsEnv's images)
     make, kwargs = CONFIGS[name]
     kwargs = dict(kwargs)
     model = GRPO(kwargs.pop("policy", "MlpPolicy"), make(), seed=0, device="cpu", **kwargs)
-    model.learn(10**9, callback=_StopAfterRollouts(N_ROLLOUTS))
-    params = th.cat([p.detach().flatten() for p in model.policy.parameters()]).numpy()
-    return params[-N_PINNED:], model.num_timesteps
+    stop = _StopAfterRollouts(N_ROLLOUTS)
+    model.learn(10**9, callback=stop)
+    assert stop.first is not None
+    return stop.first, _pinned_parameters(model), model.num_timesteps
 
 
 if __name__ == "__main__":
     arrays = {}
     for name in CONFIGS:
-        params, steps = run(name)
+        first, params, steps = run(name)
+        arrays[f"{name}/first"] = first
         arrays[name] = params
         arrays[f"{name}/steps"] = np.array(steps)
         print(name, params.shape, steps)
