@@ -266,6 +266,48 @@ def report(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def ablation(results_dir: Path, algo: str, reference: str = REFERENCE_ALGO) -> str:
+    """
+    The ablation table of ``algo`` and its variants (``algo@name``), env by env: final score, seeds solved at some
+    evaluation, the fraction of groups with zero spread (no gradient) and the env steps per update (idle slots and
+    discarded groups included), beside the target set by ``reference`` on the same env and budget: its mean minus
+    the larger of its seed standard deviation and 2% of its mean's magnitude.
+    """
+    cells: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    for r in load_results(results_dir):
+        if split_variant(r["algo"])[0] in (algo, reference):
+            cells.setdefault((r["env"], r["budget"]), {}).setdefault(r["algo"], []).append(r)
+    lines = [
+        f"| env | budget | variant | seeds | final eval (mean +- std) | per seed | solved | vs target ({reference}) "
+        "| zero-spread groups | env steps per update | train time (s/run) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (env_id, budget), by_algo in sorted(cells.items()):
+        variants = sorted(name for name in by_algo if split_variant(name)[0] == algo)
+        if not variants:
+            continue
+        target = None
+        if reference in by_algo:
+            ref = np.array([r["final_eval_mean"] for r in by_algo[reference]])
+            target = ref.mean() - max(ref.std(), 0.02 * abs(ref.mean()))
+        for name in variants:
+            runs = by_algo[name]
+            finals = np.array([r["final_eval_mean"] for r in runs])
+            solved = sum(r["steps_to_threshold"] is not None for r in runs)
+            zero = [v for r in runs for _, v in r.get("trace", {}).get("train/zero_spread_groups", [])]
+            updates = [len(r.get("trace", {}).get("train/zero_spread_groups", [])) for r in runs]
+            per_update = [r["env_steps"] / n for r, n in zip(runs, updates, strict=True) if n]
+            verdict = "n/a" if target is None else f"{'met' if finals.mean() >= target else 'missed'} ({target:.1f})"
+            zero_cell = f"{np.mean(zero):.2f}" if zero else "-"
+            per_update_cell = f"{np.mean(per_update):,.0f}" if per_update else "-"
+            lines.append(
+                f"| {env_id} | {budget:,} | {name} | {len(runs)} | {finals.mean():.1f} +- {finals.std():.1f} "
+                f"| {', '.join(f'{f:.0f}' for f in finals)} | {solved}/{len(runs)} | {verdict} | {zero_cell} "
+                f"| {per_update_cell} | {np.mean([r['train_seconds'] for r in runs]):.0f} |"
+            )
+    return "\n".join(lines)
+
+
 def interquartile_mean(scores: np.ndarray) -> float:
     """Mean of the middle 50% of the scores (rliable's IQM, Agarwal et al. 2021)."""
     scores = np.sort(np.asarray(scores, dtype=float).ravel())
@@ -484,11 +526,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-eval-episodes", type=int, default=10)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
     parser.add_argument("--report", action="store_true", help="print the tables from the stored results and exit")
+    parser.add_argument("--ablation", metavar="ALGO", default=None, help="print ALGO's ablation table (its variants) and exit")
     parser.add_argument("--plot-dir", type=Path, default=None, help="--report: also plot each aggregate as a PNG here")
     parser.add_argument("--memory", metavar="ENV_ID", default=None, help="measure parameters and peak memory on ENV_ID")
     parser.add_argument("--memory-steps", type=int, default=20_000)
     args = parser.parse_args(argv)
 
+    if args.ablation:
+        print(ablation(args.results_dir, args.ablation))
+        return
     if args.report:
         print(report(args.results_dir))
         results = load_results(args.results_dir)

@@ -199,3 +199,20 @@ def test_every_shipped_zoo_entry_builds():
             model.env.close()
             built += 1
     assert built >= 12
+
+
+def test_ablation_table_targets_zero_spread_and_steps_per_update(tmp_path):
+    benchmark = load_script("benchmark")
+    for seed, score in enumerate([-120.0, -100.0, -140.0]):  # PPO: mean -120, std 16.3 -> target -136.3
+        write_result(benchmark, tmp_path, "ppo", "MountainCar-v0", seed, score)
+    zero = {"train/zero_spread_groups": [[1, 1.0], [2, 1.0], [3, 0.5], [4, 0.5]]}  # 4 updates: 500,000 / 4 steps each
+    for seed in range(2):
+        write_result(benchmark, tmp_path, "grpo", "MountainCar-v0", seed, -200.0, trace=zero)
+        write_result(benchmark, tmp_path, "grpo@frontier", "MountainCar-v0", seed, [-130.0, -110.0][seed], trace=zero)
+    write_result(benchmark, tmp_path, "vpg", "MountainCar-v0", 0, -100.0)  # another algorithm: not in the table
+    rows = benchmark.ablation(tmp_path, "grpo").splitlines()[2:]
+    assert len(rows) == 2
+    grpo, frontier = (row.split(" | ") for row in rows)
+    assert grpo[2] == "grpo" and grpo[4] == "-200.0 +- 0.0" and grpo[7] == "missed (-136.3)"
+    assert frontier[2] == "grpo@frontier" and frontier[4] == "-120.0 +- 10.0" and frontier[7] == "met (-136.3)"
+    assert grpo[8] == "0.75" and grpo[9] == "125,000"
