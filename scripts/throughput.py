@@ -19,11 +19,18 @@ plus one batched policy forward per step), and the split of GRPO's time into env
 states, policy inference, rollout bookkeeping (the rest of the rollout) and gradient updates:
 
     python scripts/throughput.py --grpo CartPole-v1 --budget 100000
+
+``--shipped ENV_ID`` times every algorithm at its shipped settings instead (ours: ``zoo_configs/<algo>.yml``; PPO,
+A2C, TRPO: the RL Zoo's entries, as ``scripts/benchmark.py`` trains them): each round builds each model anew and
+times ``learn(--budget)``, algorithms in turn, and the report gives steps per second (medians) and the ratio to PPO:
+
+    python scripts/throughput.py --shipped CartPole-v1 --budget 50000 --rounds 3
 """
 
 import argparse
 import inspect
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -206,6 +213,37 @@ def profile_grpo(env_id: str, budget: int, kwargs: dict[str, Any], rounds: int =
     return dict(env=env_id, budget=budget, kwargs=kwargs, rounds=rounds, **medians)
 
 
+def shipped_throughput(env_id: str, algos: list[str], budget: int, rounds: int) -> list[dict[str, Any]]:
+    """Steps per second of ``learn(budget)`` for each algorithm at its shipped settings, timed in turn, round after round."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchmark import load_hyperparams  # scripts/benchmark.py: the hyperparameters the benchmark trains with
+
+    from sb3_po.common.registry import build_model
+
+    seconds: dict[str, list[float]] = {algo: [] for algo in algos}
+    steps: dict[str, list[int]] = {algo: [] for algo in algos}
+    for _ in range(rounds):
+        for algo in algos:
+            model = build_model(algo, env_id, 0, load_hyperparams(algo, env_id))
+            start = time.perf_counter()
+            model.learn(budget)
+            seconds[algo].append(time.perf_counter() - start)
+            steps[algo].append(model.num_timesteps)
+    rows = [
+        dict(
+            algo=algo,
+            env=env_id,
+            n_envs=load_hyperparams(algo, env_id).get("n_envs", 1),
+            steps_per_second=float(np.median(np.array(steps[algo]) / np.array(seconds[algo]))),
+        )
+        for algo in algos
+    ]
+    reference = next((row["steps_per_second"] for row in rows if row["algo"] == "ppo"), None)
+    for row in rows:
+        row["ratio_to_ppo"] = None if reference is None else row["steps_per_second"] / reference
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=None, help=f"default: every available pair of {list(PAIRS)}")
@@ -213,7 +251,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
     parser.add_argument("--grpo", default=None, metavar="ENV_ID", help="profile GRPO's learn() on this env instead")
     parser.add_argument("--grpo-kwargs", default="{}", help="GRPO keyword arguments, a Python dict literal")
-    parser.add_argument("--budget", type=int, default=100_000, help="env steps per profiled learn() (with --grpo)")
+    parser.add_argument("--shipped", default=None, metavar="ENV_ID", help="time every algorithm at its shipped settings")
+    parser.add_argument("--algos", nargs="+", default=None, help="with --shipped: default every algorithm")
+    parser.add_argument("--budget", type=int, default=100_000, help="env steps per learn() (with --grpo or --shipped)")
     args = parser.parse_args()
     th.set_num_threads(1)
     if args.grpo:
@@ -225,6 +265,20 @@ def main() -> None:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(result, indent=1))
+        return
+    if args.shipped:
+        from sb3_po.common.registry import algorithms, reference_algorithms
+
+        algos = args.algos or [a for a in {**reference_algorithms(), **algorithms()} if a != "ppo_lstm"]
+        rounds = args.rounds if args.rounds != parser.get_default("rounds") else 3
+        rows = shipped_throughput(args.shipped, algos, args.budget, rounds)
+        print("| algo | env | n_envs | steps per second (learn, median) | ratio to PPO |\n|---|---|---|---|---|")
+        for row in rows:
+            ratio = "-" if row["ratio_to_ppo"] is None else f"{row['ratio_to_ppo']:.2f}"
+            print(f"| {row['algo']} | {row['env']} | {row['n_envs']} | {row['steps_per_second']:,.0f} | {ratio} |")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=1))
         return
     pairs = args.pairs or list(PAIRS)
     results = [measure_pair(pair, args.rounds) for pair in pairs]

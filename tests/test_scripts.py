@@ -216,3 +216,12 @@ def test_ablation_table_targets_zero_spread_and_steps_per_update(tmp_path):
     assert grpo[2] == "grpo" and grpo[4] == "-200.0 +- 0.0" and grpo[7] == "missed (-136.3)"
     assert frontier[2] == "grpo@frontier" and frontier[4] == "-120.0 +- 10.0" and frontier[7] == "met (-136.3)"
     assert grpo[8] == "0.75" and grpo[9] == "125,000"
+
+
+def test_shipped_throughput_times_each_algorithm_and_divides_by_ppo():
+    throughput = load_script("throughput")
+    rows = throughput.shipped_throughput("CartPole-v1", ["ppo", "grpo"], budget=600, rounds=1)
+    assert [row["algo"] for row in rows] == ["ppo", "grpo"]
+    assert [row["n_envs"] for row in rows] == [8, 16]  # the RL Zoo's PPO entry and the shipped GRPO entry
+    assert rows[0]["ratio_to_ppo"] == 1.0
+    assert rows[1]["ratio_to_ppo"] == rows[1]["steps_per_second"] / rows[0]["steps_per_second"] > 0
