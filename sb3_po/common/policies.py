@@ -10,6 +10,14 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 
+def policy_actions(actions: th.Tensor, action_space: spaces.Space) -> th.Tensor:
+    """
+    Actions as a rollout buffer stores them (floats, shape ``(batch, action_dim)``) in the form SB3's distributions
+    take them: a ``Discrete`` space's flattened to ``long`` (shape ``(batch,)``), the others unchanged.
+    """
+    return actions.long().flatten() if isinstance(action_space, spaces.Discrete) else actions
+
+
 class ZeroBaseline(nn.Module):
     """Value head of a policy without a critic: V(s) = 0, no parameters."""
 

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 
+from sb3_po.common.checks import check_choice
 from sb3_po.grpo.advantages import GroupAdvantage, OutcomeAdvantage
 
 LOSS_TYPES = ("step", "episode", "dr_grpo")
@@ -82,8 +83,7 @@ class GroupRolloutBuffer(BaseBuffer):
         initial_rows: int = 256,
     ):
         super().__init__(initial_rows, observation_space, action_space, device, n_envs=n_envs)
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+        check_choice(type(self).__name__, "loss_type", loss_type, LOSS_TYPES)
         self.advantage_estimator = advantage_estimator
         self.branch_estimator = OutcomeAdvantage() if branch_estimator is None else branch_estimator
         self.loss_type = loss_type

@@ -4,7 +4,6 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -14,8 +13,9 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from torch.nn import functional as F
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
-from sb3_po.common.checks import check_finite_loss
-from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, index_distribution, policy_kl, snapshot
+from sb3_po.common.checks import check_choice, check_finite_loss, check_number
+from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.policies import policy_actions
 from sb3_po.kl_ppo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfKLPPO = TypeVar("SelfKLPPO", bound="KLPPO")
@@ -161,18 +161,14 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if not (np.isfinite(kl_target) and kl_target > 0):
-            raise ValueError(f"KLPPO: kl_target must be a finite number > 0, got {kl_target!r}")
-        if not (np.isfinite(beta) and beta >= 0):
-            raise ValueError(f"KLPPO: beta must be a finite number >= 0, got {beta!r}")
+        check_number("KLPPO", "kl_target", kl_target, 0, strict=True)
+        check_number("KLPPO", "beta", beta, 0)
         if len(beta_bounds) != 2 or not (0 <= beta_bounds[0] <= beta_bounds[1] < np.inf):
             raise ValueError(f"KLPPO: beta_bounds must be (min, max) with 0 <= min <= max < inf, got {beta_bounds!r}")
         if adaptive_beta and not beta_bounds[0] <= beta <= beta_bounds[1]:
             raise ValueError(f"KLPPO: beta={beta} lies outside beta_bounds={beta_bounds}; widen the bounds or change beta")
-        if beta_update not in BETA_UPDATES:
-            raise ValueError(f"KLPPO: beta_update must be one of {BETA_UPDATES}, got {beta_update!r}")
-        if kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"KLPPO: kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}")
+        check_choice("KLPPO", "beta_update", beta_update, BETA_UPDATES)
+        check_choice("KLPPO", "kl_estimator", kl_estimator, KL_ESTIMATORS)
         if kl_cutoff_coef < 0 or kl_cutoff_factor <= 0:
             raise ValueError("KLPPO: kl_cutoff_coef must be >= 0 and kl_cutoff_factor > 0")
         if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
@@ -277,9 +273,6 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
     def _adapt_beta(self, kl: float) -> None:
         self.beta = adapt_beta(self.beta, kl, self.kl_target, self.kl_tolerance, self.beta_factor, self.beta_bounds)
 
-    def _actions(self, batch: RolloutBufferSamples) -> th.Tensor:
-        return batch.actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else batch.actions
-
     def train(self) -> None:
         """
         Update policy using the currently gathered rollout buffer.
@@ -309,7 +302,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for batch_indices, rollout_data in self._minibatches():
-                actions = self._actions(rollout_data)
+                actions = policy_actions(rollout_data.actions, self.action_space)
                 values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)  # type: ignore[arg-type]
                 values = values.flatten()
                 # pi_theta(.|s) itself: evaluate_actions has just set it in the policy's distribution object
@@ -360,8 +353,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
 
                 # SB3's approximate KL (k3 on the sampled actions), for logging and target_kl early stopping
                 with th.no_grad():
-                    log_ratio = log_prob - rollout_data.old_log_prob
-                    approx_kl_div = th.mean((th.exp(log_ratio) - 1) - log_ratio).cpu().numpy()
+                    approx_kl_div = approx_kl(log_prob - rollout_data.old_log_prob).cpu().numpy()
                     approx_kl_divs.append(approx_kl_div)
 
                 if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
@@ -385,7 +377,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
                 break
 
         # d: mean KL(pi_old || pi_new) over the whole batch, after the update
-        measured_kl = self._mean_kl(pi_old, all_samples, self._actions(all_samples))  # type: ignore[arg-type]
+        measured_kl = self._mean_kl(pi_old, all_samples, policy_actions(all_samples.actions, self.action_space))  # type: ignore[arg-type]
         if not np.isfinite(measured_kl):
             warnings.warn(
                 f"KLPPO: the KL measured after the update is {measured_kl}; beta is multiplied by its increase factor "

@@ -1,6 +1,5 @@
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
@@ -12,7 +11,9 @@ from torch.nn import functional as F
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
 from sb3_po.common.buffers import MonteCarloRolloutBuffer
-from sb3_po.common.checks import check_finite_loss
+from sb3_po.common.checks import check_choice, check_finite_loss, check_int
+from sb3_po.common.kl import approx_kl
+from sb3_po.common.policies import policy_actions
 from sb3_po.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, VPGPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
@@ -107,12 +108,9 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if baseline not in BASELINES:
-            raise ValueError(f"VPG: baseline must be one of {BASELINES}, got {baseline!r}")
-        if not isinstance(n_critic_updates, (int, np.integer)) or n_critic_updates < (1 if baseline == "value" else 0):
-            raise ValueError(f"VPG: n_critic_updates must be an integer >= 1 with a baseline, got {n_critic_updates!r}")
-        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-            raise ValueError(f"VPG: n_steps must be an integer >= 1, got {n_steps!r}")
+        check_choice("VPG", "baseline", baseline, BASELINES)
+        check_int("VPG", "n_critic_updates", n_critic_updates, 1 if baseline == "value" else 0)
+        check_int("VPG", "n_steps", n_steps, 1)
         super().__init__(
             policy,
             env,
@@ -173,9 +171,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         # The whole batch at once (SB3's get(None) yields a single batch)
         rollout_data = next(self.rollout_buffer.get(batch_size=None))
         observations, returns = rollout_data.observations, rollout_data.returns
-        actions = rollout_data.actions
-        if isinstance(self.action_space, spaces.Discrete):
-            actions = actions.long().flatten()
+        actions = policy_actions(rollout_data.actions, self.action_space)
 
         advantages = rollout_data.advantages
         if self.normalize_advantage:
@@ -198,8 +194,9 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
 
         with th.no_grad():
             # approx KL(pi_old || pi_new) on the batch, the k3 estimator as in SB3's PPO
-            log_ratio = self.policy.get_distribution(observations).log_prob(actions) - rollout_data.old_log_prob
-            approx_kl = th.mean(th.exp(log_ratio) - 1 - log_ratio).item()
+            approx_kl_value = approx_kl(
+                self.policy.get_distribution(observations).log_prob(actions) - rollout_data.old_log_prob
+            )
 
         # 2. Baseline: regression of V(s_t) on the returns
         value_losses = []
@@ -222,7 +219,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/entropy_loss", entropy_loss.item())
-        self.logger.record("train/approx_kl", approx_kl)
+        self.logger.record("train/approx_kl", approx_kl_value.item())
         if value_losses:
             self.logger.record("train/value_loss", value_losses[0])
             self.logger.record("train/value_loss_final", value_losses[-1])
