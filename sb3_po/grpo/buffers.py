@@ -14,6 +14,7 @@ from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 
 from sb3_po.common.checks import check_choice
+from sb3_po.common.minibatches import minibatch_indices
 from sb3_po.grpo.advantages import GroupAdvantage, OutcomeAdvantage
 
 LOSS_TYPES = ("step", "episode", "dr_grpo")
@@ -246,8 +247,7 @@ class GroupRolloutBuffer(BaseBuffer):
     ) -> Generator[GroupRolloutBufferSamples, None, None]:
         """The rollout in ``n_minibatches`` random minibatches of (nearly) equal size."""
         assert self.full, "compute_advantages() first"
-        indices = np.random.permutation(self.n_samples)
-        for batch_indices in np.array_split(indices, min(n_minibatches, self.n_samples)):
+        for batch_indices in minibatch_indices(self.n_samples, n_minibatches=min(n_minibatches, self.n_samples)):
             yield self._get_samples(batch_indices)
 
     def all_samples(self) -> GroupRolloutBufferSamples:

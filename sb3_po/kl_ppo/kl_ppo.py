@@ -1,5 +1,4 @@
 import warnings
-from collections.abc import Generator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -15,6 +14,7 @@ from torch.nn import functional as F
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
 from sb3_po.common.checks import check_choice, check_finite_loss, check_number
 from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.minibatches import flatten_rollout, indexed_minibatches
 from sb3_po.common.policies import policy_actions
 from sb3_po.kl_ppo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -238,27 +238,6 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
                 assert self.clip_range_vf > 0, "`clip_range_vf` must be positive, pass `None` to deactivate vf clipping"
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
 
-    def _flatten_buffer(self) -> None:
-        """
-        Flatten the rollout buffer through SB3's own ``get()`` without consuming the global numpy RNG,
-        so that the minibatch permutations below are exactly PPO's.
-        """
-        if not self.rollout_buffer.generator_ready:
-            rng_state = np.random.get_state()
-            next(self.rollout_buffer.get(batch_size=None))
-            np.random.set_state(rng_state)
-
-    def _minibatches(self) -> Generator[tuple[np.ndarray, RolloutBufferSamples], None, None]:
-        """
-        ``RolloutBuffer.get(batch_size)`` that also yields each minibatch's indices (into the flattened
-        buffer), so the minibatch's pi_old can be taken from the snapshot. Same permutation, same order.
-        """
-        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
-        indices = np.random.permutation(n_samples)
-        for start in range(0, n_samples, self.batch_size):
-            batch_indices = indices[start : start + self.batch_size]
-            yield batch_indices, self.rollout_buffer._get_samples(batch_indices)
-
     def _all_samples(self) -> RolloutBufferSamples:
         """The whole (flattened) rollout as one batch, in buffer order."""
         return self.rollout_buffer._get_samples(np.arange(self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs))
@@ -288,8 +267,9 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         if self.clip_range_vf is not None:
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
 
-        # pi_old: the policy that collected the rollout, for every sample of the (flattened) buffer
-        self._flatten_buffer()
+        # pi_old: the policy that collected the rollout, for every sample of the (flattened) buffer; flattened
+        # without consuming NumPy's generator, so that the minibatch permutations below are exactly PPO's
+        flatten_rollout(self.rollout_buffer)
         all_samples = self._all_samples()
         pi_old = None
         if self.kl_estimator == "exact":
@@ -301,7 +281,8 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         continue_training = True
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
-            for batch_indices, rollout_data in self._minibatches():
+            # PPO's minibatches (RolloutBuffer.get(batch_size)) with their positions, to look up their pi_old
+            for batch_indices, rollout_data in indexed_minibatches(self.rollout_buffer, self.batch_size):
                 actions = policy_actions(rollout_data.actions, self.action_space)
                 values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)  # type: ignore[arg-type]
                 values = values.flatten()
