@@ -8,7 +8,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 
 import sb3_po
 
-ALGOS = {"vpg": "VPG", "kl_ppo": "KLPPO", "grpo": "GRPO"}
+ALGOS = {"vpg": "VPG", "kl_ppo": "KLPPO", "grpo": "GRPO", "npg": "NPG"}
 
 
 def main() -> None:

@@ -186,7 +186,7 @@ def test_every_shipped_zoo_entry_builds():
 
     benchmark = load_script("benchmark")
     files = sorted((ROOT / "zoo_configs").glob("*.yml"))
-    expected = {"vpg", "kl_ppo", "grpo", "ppo_estimators", "a2c_estimators", "trpo_estimators", "ppo_lstm_estimators"}
+    expected = {"vpg", "kl_ppo", "grpo", "npg", "ppo_estimators", "a2c_estimators", "trpo_estimators", "ppo_lstm_estimators"}
     assert {f.stem for f in files} >= expected
     built = 0
     for path in files:

@@ -41,6 +41,7 @@ from sb3_contrib.common.maskable.buffers import MaskableDictRolloutBuffer, Maska
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer, RecurrentRolloutBuffer
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 
+from sb3_po.common.checks import check_int
 from sb3_po.common.estimators import gae_advantages, monte_carlo_advantages, n_step_advantages, td_residuals
 
 
@@ -159,11 +160,9 @@ class NStepEstimator(AdvantageEstimator):
     """
 
     def __init__(self, *args: Any, n_step: int = 5, **kwargs: Any):
-        if not isinstance(n_step, (int, np.integer)) or isinstance(n_step, bool) or n_step < 1:
-            raise ValueError(
-                f"{type(self).__name__}: n_step must be an integer >= 1, got {n_step!r}. "
-                "Use n_step=1 for TD(0) and n_step >= n_steps for Monte Carlo."
-            )
+        check_int(
+            type(self).__name__, "n_step", n_step, 1, hint="Use n_step=1 for TD(0) and n_step >= n_steps for Monte Carlo."
+        )
         self.n_step = int(n_step)
         super().__init__(*args, **kwargs)
 

@@ -1,5 +1,7 @@
 """Early, clear failures for what would otherwise poison a policy silently."""
 
+from collections.abc import Sequence
+from numbers import Real
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,54 @@ VEC_CHECK_NAN_HINT = (
     "Wrap the env in stable_baselines3.common.vec_env.VecCheckNan(env, raise_exception=True) to stop at the step "
     "that produced it, or fix the env."
 )
+
+
+# -- hyperparameters --------------------------------------------------------------------------------------------
+
+
+def check_choice(algo: str, name: str, value: Any, choices: Sequence[Any]) -> None:
+    """
+    Raise ``ValueError`` ("``<algo>: <name> must be one of (...), got <value>``") unless ``value`` is one of ``choices``.
+
+    :param algo: the algorithm's (or class's) name, for the message
+    :param name: the hyperparameter's keyword
+    :param value: its value
+    :param choices: the accepted values
+    """
+    if value not in choices:
+        raise ValueError(f"{algo}: {name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_int(algo: str, name: str, value: Any, minimum: int, hint: str = "") -> None:
+    """
+    Raise ``ValueError`` unless ``value`` is an integer (a Python or NumPy one, not a bool) ``>= minimum``.
+
+    :param algo: the algorithm's (or class's) name, for the message
+    :param name: the hyperparameter's keyword
+    :param value: its value
+    :param minimum: the smallest accepted value
+    :param hint: a sentence appended to the message (the way out)
+    """
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{algo}: {name} must be an integer >= {minimum}, got {value!r}" + (f". {hint}" if hint else ""))
+
+
+def check_number(algo: str, name: str, value: Any, minimum: float, strict: bool = False) -> None:
+    """
+    Raise ``ValueError`` unless ``value`` is a finite real number ``>= minimum`` (``> minimum`` with ``strict``).
+
+    :param algo: the algorithm's (or class's) name, for the message
+    :param name: the hyperparameter's keyword
+    :param value: its value
+    :param minimum: the bound
+    :param strict: whether the bound itself is refused
+    """
+    ok = isinstance(value, (Real, np.floating, np.integer)) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or (value <= minimum if strict else value < minimum):
+        raise ValueError(f"{algo}: {name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
+
+
+# -- env steps and losses -----------------------------------------------------------------------------------------
 
 
 def check_finite_step(algo: str, rewards: np.ndarray, observations: Any, num_timesteps: int) -> None:

@@ -34,6 +34,8 @@ import numpy as np
 from gymnasium.wrappers import OrderEnforcing, TimeLimit
 from stable_baselines3.common.monitor import Monitor
 
+from sb3_po.common.checks import check_choice
+
 MODES = ("auto", "state", "copy", "seed")
 
 # Classic-control envs: the attributes that hold their whole dynamic state
@@ -82,8 +84,7 @@ class RestorableEnv(gym.Wrapper):
 
     def __init__(self, env: gym.Env, mode: str = "auto", verify_steps: int = 5, seed: int | None = None):
         super().__init__(env)
-        if mode not in MODES:
-            raise ValueError(f"RestorableEnv: mode must be one of {MODES}, got {mode!r}")
+        check_choice("RestorableEnv", "mode", mode, MODES)
         self.rng = np.random.default_rng(seed)
         # Monitor's bookkeeping is restored by attribute; everything below it is the "inner" env
         layer: gym.Env = env

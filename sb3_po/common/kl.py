@@ -70,6 +70,18 @@ def kl_k3(log_prob_p: th.Tensor, log_prob_q: th.Tensor) -> th.Tensor:
     return th.exp(log_ratio) - log_ratio - 1
 
 
+def approx_kl(log_ratio: th.Tensor) -> th.Tensor:
+    """
+    SB3's approximate KL(pi_old || pi_theta) over a batch (PPO's ``approx_kl``, for logging and ``target_kl``): the
+    mean of ``(exp(r) - 1) - r`` with ``r = log pi_theta(a|s) - log pi_old(a|s)`` on actions drawn from pi_old, i.e.
+    :func:`kl_k3` with p = pi_old, q = pi_theta, averaged.
+
+    :param log_ratio: ``log pi_theta(a|s) - log pi_old(a|s)`` per sample
+    :return: a scalar tensor
+    """
+    return th.mean((th.exp(log_ratio) - 1) - log_ratio)
+
+
 def policy_kl(
     estimator: str,
     p: TorchDistribution,

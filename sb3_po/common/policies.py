@@ -10,6 +10,52 @@ from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 
+def policy_actions(actions: th.Tensor, action_space: spaces.Space) -> th.Tensor:
+    """
+    Actions as a rollout buffer stores them (floats, shape ``(batch, action_dim)``) in the form SB3's distributions
+    take them: a ``Discrete`` space's flattened to ``long`` (shape ``(batch,)``), the others unchanged.
+    """
+    return actions.long().flatten() if isinstance(action_space, spaces.Discrete) else actions
+
+
+def actor_critic_parameters(
+    policy: ActorCriticPolicy,
+) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:
+    """
+    The parameters of any ``ActorCriticPolicy`` (a user's subclass too: a custom ``mlp_extractor``, features
+    extractor or heads), split by what they feed, found by autograd on one observation of the policy's space:
+
+    - ``critic``: every parameter ``predict_values`` depends on (``value_net``, the value branch of the extractor, the
+      critic's features extractor, and whatever the value shares with the action distribution);
+    - ``actor``: every parameter but those only the value depends on;
+    - ``shared``: those both depend on (a shared features extractor or trunk).
+
+    :param policy: a built policy
+    :return: ``(actor, critic, shared)``, each in the order of ``policy.parameters()``
+    """
+    observation = policy.obs_to_tensor(policy.observation_space.sample())[0]
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    training = policy.training
+    policy.set_training_mode(False)  # one observation: no batch statistics (BatchNorm), no dropout
+    try:
+        with th.enable_grad():
+            values = policy.predict_values(observation).sum()
+            distribution = policy.get_distribution(observation)
+            log_prob = distribution.log_prob(distribution.get_actions(deterministic=True).detach()).sum()
+            value_grads = (
+                th.autograd.grad(values, parameters, allow_unused=True) if values.requires_grad else [None] * len(parameters)
+            )
+            actor_grads = th.autograd.grad(log_prob, parameters, allow_unused=True)
+    finally:
+        policy.set_training_mode(training)
+    of_value = {id(p) for p, g in zip(parameters, value_grads, strict=True) if g is not None}
+    of_actor = {id(p) for p, g in zip(parameters, actor_grads, strict=True) if g is not None}
+    critic = [p for p in parameters if id(p) in of_value]
+    shared = [p for p in critic if id(p) in of_actor]
+    actor = [p for p in parameters if id(p) not in of_value or id(p) in of_actor]
+    return actor, critic, shared
+
+
 class ZeroBaseline(nn.Module):
     """Value head of a policy without a critic: V(s) = 0, no parameters."""
 

@@ -28,12 +28,13 @@ _NAMESPACES = {"nn": "torch.nn", "th": "torch"}
 
 
 def algorithms() -> dict[str, type[BaseAlgorithm]]:
-    """The sb3-po algorithms by their RL Zoo name (``vpg``, ``kl_ppo``, ``grpo``)."""
+    """The sb3-po algorithms by their RL Zoo name (``vpg``, ``kl_ppo``, ``grpo``, ``npg``)."""
     from sb3_po.grpo import GRPO
     from sb3_po.kl_ppo import KLPPO
+    from sb3_po.npg import NPG
     from sb3_po.vpg import VPG
 
-    return {"vpg": VPG, "kl_ppo": KLPPO, "grpo": GRPO}
+    return {"vpg": VPG, "kl_ppo": KLPPO, "grpo": GRPO, "npg": NPG}
 
 
 def reference_algorithms() -> dict[str, type[BaseAlgorithm]]:

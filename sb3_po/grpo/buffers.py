@@ -13,6 +13,8 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import BaseBuffer
 from stable_baselines3.common.type_aliases import TensorDict
 
+from sb3_po.common.checks import check_choice
+from sb3_po.common.minibatches import minibatch_indices
 from sb3_po.grpo.advantages import GroupAdvantage, OutcomeAdvantage
 
 LOSS_TYPES = ("step", "episode", "dr_grpo")
@@ -82,8 +84,7 @@ class GroupRolloutBuffer(BaseBuffer):
         initial_rows: int = 256,
     ):
         super().__init__(initial_rows, observation_space, action_space, device, n_envs=n_envs)
-        if loss_type not in LOSS_TYPES:
-            raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
+        check_choice(type(self).__name__, "loss_type", loss_type, LOSS_TYPES)
         self.advantage_estimator = advantage_estimator
         self.branch_estimator = OutcomeAdvantage() if branch_estimator is None else branch_estimator
         self.loss_type = loss_type
@@ -246,8 +247,7 @@ class GroupRolloutBuffer(BaseBuffer):
     ) -> Generator[GroupRolloutBufferSamples, None, None]:
         """The rollout in ``n_minibatches`` random minibatches of (nearly) equal size."""
         assert self.full, "compute_advantages() first"
-        indices = np.random.permutation(self.n_samples)
-        for batch_indices in np.array_split(indices, min(n_minibatches, self.n_samples)):
+        for batch_indices in minibatch_indices(self.n_samples, n_minibatches=min(n_minibatches, self.n_samples)):
             yield self._get_samples(batch_indices)
 
     def all_samples(self) -> GroupRolloutBufferSamples:

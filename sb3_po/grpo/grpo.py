@@ -12,9 +12,10 @@ from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
-from sb3_po.common.checks import check_finite_loss
+from sb3_po.common.checks import check_choice, check_finite_loss, check_int, check_number
 from sb3_po.common.env_state import MODES
-from sb3_po.common.kl import KL_ESTIMATORS, index_distribution, policy_kl, snapshot
+from sb3_po.common.kl import KL_ESTIMATORS, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.policies import policy_actions
 from sb3_po.common.vec_env_state import check_restorable, restorable_vec_env
 from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS, SUPERVISIONS, GroupAdvantage, make_group_advantage
 from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
@@ -185,28 +186,27 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         _init_setup_model: bool = True,
     ):
         if isinstance(supervision, str):
-            _check_choice("supervision", supervision, tuple(SUPERVISIONS))
-        _check_choice("advantage", advantage, ADVANTAGES)
-        _check_choice("scale_rewards", scale_rewards, SCALE_REWARDS)
-        _check_choice("loss_type", loss_type, LOSS_TYPES)
-        _check_choice("kl_estimator", kl_estimator, KL_ESTIMATORS)
-        _check_choice("start_states", start_states, START_STATES)
-        _check_choice("state_mode", state_mode, MODES)
-        _check_int("group_size", group_size, 2)
+            check_choice("GRPO", "supervision", supervision, tuple(SUPERVISIONS))
+        check_choice("GRPO", "advantage", advantage, ADVANTAGES)
+        check_choice("GRPO", "scale_rewards", scale_rewards, SCALE_REWARDS)
+        check_choice("GRPO", "loss_type", loss_type, LOSS_TYPES)
+        check_choice("GRPO", "kl_estimator", kl_estimator, KL_ESTIMATORS)
+        check_choice("GRPO", "start_states", start_states, START_STATES)
+        check_choice("GRPO", "state_mode", state_mode, MODES)
+        check_int("GRPO", "group_size", group_size, 2)
         if n_envs is not None:
-            _check_int("n_envs", n_envs, 1)
-        _check_int("n_groups", n_groups, 1)
-        _check_int("n_epochs", n_epochs, 1)
-        _check_int("n_minibatches", n_minibatches, 1)
-        _check_int("ref_update_interval", ref_update_interval, 0)
-        _check_int("frontier_cells", frontier_cells, 1)
-        _check_int("resample_groups", resample_groups, 0)
-        _check_int("branch_states", branch_states, 0)
-        _check_int("branch_count", branch_count, 2)
-        _check_int("branch_horizon", branch_horizon, 1)
-        _check_int("branch_credit", branch_credit, 1)
-        if not (np.isfinite(beta) and beta >= 0):
-            raise ValueError(f"GRPO: beta must be a finite number >= 0, got {beta!r}")
+            check_int("GRPO", "n_envs", n_envs, 1)
+        check_int("GRPO", "n_groups", n_groups, 1)
+        check_int("GRPO", "n_epochs", n_epochs, 1)
+        check_int("GRPO", "n_minibatches", n_minibatches, 1)
+        check_int("GRPO", "ref_update_interval", ref_update_interval, 0)
+        check_int("GRPO", "frontier_cells", frontier_cells, 1)
+        check_int("GRPO", "resample_groups", resample_groups, 0)
+        check_int("GRPO", "branch_states", branch_states, 0)
+        check_int("GRPO", "branch_count", branch_count, 2)
+        check_int("GRPO", "branch_horizon", branch_horizon, 1)
+        check_int("GRPO", "branch_credit", branch_credit, 1)
+        check_number("GRPO", "beta", beta, 0)
         if not 0 < gamma <= 1:
             raise ValueError(f"GRPO: gamma must be in (0, 1], got {gamma!r}")
         # the clipping interval [1 - clip_range, 1 + clip_range_upper] must be in order and keep ratios positive
@@ -447,14 +447,14 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             everything = buffer.all_samples()
             with th.no_grad():
                 ref_distribution = self.ref_policy.get_distribution(everything.observations)
-                ref_log_prob = ref_distribution.log_prob(self._actions(everything.actions))
+                ref_log_prob = ref_distribution.log_prob(policy_actions(everything.actions, self.action_space))
                 pi_ref = snapshot(ref_distribution) if self.kl_estimator == "exact" else None
 
         pg_losses, kl_refs, entropies, clip_fractions, approx_kls = [], [], [], [], []
         continue_training = True
         for epoch in range(self.n_epochs):
             for batch in buffer.get(self.n_minibatches):
-                actions = self._actions(batch.actions)
+                actions = policy_actions(batch.actions, self.action_space)
                 distribution = self.policy.get_distribution(batch.observations)
                 log_prob = distribution.log_prob(actions)
                 with th.set_grad_enabled(self.ent_coef != 0):  # without an entropy bonus, entropy is only logged
@@ -483,16 +483,15 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
                 loss = (batch.weights * per_step_loss).sum() * (buffer.n_samples / len(batch.indices))
 
                 with th.no_grad():
-                    log_ratio = log_prob - batch.old_log_prob
-                    approx_kl = th.mean(th.exp(log_ratio) - 1 - log_ratio).item()
-                approx_kls.append(approx_kl)
+                    batch_kl = approx_kl(log_prob - batch.old_log_prob).item()
+                approx_kls.append(batch_kl)
                 pg_losses.append(-(batch.weights * surrogate).sum().detach() / batch.weights.sum())
                 entropies.append(entropy_term.mean().detach())
                 clip_fractions.append(((ratio < 1 - clip_low) | (ratio > 1 + clip_high)).float().mean().detach())
-                if self.target_kl is not None and approx_kl > 1.5 * self.target_kl:
+                if self.target_kl is not None and batch_kl > 1.5 * self.target_kl:
                     continue_training = False
                     if self.verbose >= 1:
-                        print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl:.2f}")
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {batch_kl:.2f}")
                     break
 
                 check_finite_loss("GRPO", loss, ratio_max=ratio.max())
@@ -540,9 +539,6 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
-    def _actions(self, actions: th.Tensor) -> th.Tensor:
-        return actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else actions
-
     def learn(
         self: SelfGRPO,
         total_timesteps: int | None = None,
@@ -560,13 +556,3 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-
-def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"GRPO: {name} must be one of {choices}, got {value!r}")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"GRPO: {name} must be an integer >= {minimum}, got {value!r}")

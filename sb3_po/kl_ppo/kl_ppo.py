@@ -1,10 +1,8 @@
 import warnings
-from collections.abc import Generator
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -14,8 +12,10 @@ from stable_baselines3.common.utils import FloatSchedule, explained_variance
 from torch.nn import functional as F
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
-from sb3_po.common.checks import check_finite_loss
-from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, index_distribution, policy_kl, snapshot
+from sb3_po.common.checks import check_choice, check_finite_loss, check_number
+from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.minibatches import flatten_rollout, indexed_minibatches
+from sb3_po.common.policies import policy_actions
 from sb3_po.kl_ppo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfKLPPO = TypeVar("SelfKLPPO", bound="KLPPO")
@@ -161,18 +161,14 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if not (np.isfinite(kl_target) and kl_target > 0):
-            raise ValueError(f"KLPPO: kl_target must be a finite number > 0, got {kl_target!r}")
-        if not (np.isfinite(beta) and beta >= 0):
-            raise ValueError(f"KLPPO: beta must be a finite number >= 0, got {beta!r}")
+        check_number("KLPPO", "kl_target", kl_target, 0, strict=True)
+        check_number("KLPPO", "beta", beta, 0)
         if len(beta_bounds) != 2 or not (0 <= beta_bounds[0] <= beta_bounds[1] < np.inf):
             raise ValueError(f"KLPPO: beta_bounds must be (min, max) with 0 <= min <= max < inf, got {beta_bounds!r}")
         if adaptive_beta and not beta_bounds[0] <= beta <= beta_bounds[1]:
             raise ValueError(f"KLPPO: beta={beta} lies outside beta_bounds={beta_bounds}; widen the bounds or change beta")
-        if beta_update not in BETA_UPDATES:
-            raise ValueError(f"KLPPO: beta_update must be one of {BETA_UPDATES}, got {beta_update!r}")
-        if kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"KLPPO: kl_estimator must be one of {KL_ESTIMATORS}, got {kl_estimator!r}")
+        check_choice("KLPPO", "beta_update", beta_update, BETA_UPDATES)
+        check_choice("KLPPO", "kl_estimator", kl_estimator, KL_ESTIMATORS)
         if kl_cutoff_coef < 0 or kl_cutoff_factor <= 0:
             raise ValueError("KLPPO: kl_cutoff_coef must be >= 0 and kl_cutoff_factor > 0")
         if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
@@ -242,27 +238,6 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
                 assert self.clip_range_vf > 0, "`clip_range_vf` must be positive, pass `None` to deactivate vf clipping"
             self.clip_range_vf = FloatSchedule(self.clip_range_vf)
 
-    def _flatten_buffer(self) -> None:
-        """
-        Flatten the rollout buffer through SB3's own ``get()`` without consuming the global numpy RNG,
-        so that the minibatch permutations below are exactly PPO's.
-        """
-        if not self.rollout_buffer.generator_ready:
-            rng_state = np.random.get_state()
-            next(self.rollout_buffer.get(batch_size=None))
-            np.random.set_state(rng_state)
-
-    def _minibatches(self) -> Generator[tuple[np.ndarray, RolloutBufferSamples], None, None]:
-        """
-        ``RolloutBuffer.get(batch_size)`` that also yields each minibatch's indices (into the flattened
-        buffer), so the minibatch's pi_old can be taken from the snapshot. Same permutation, same order.
-        """
-        n_samples = self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs
-        indices = np.random.permutation(n_samples)
-        for start in range(0, n_samples, self.batch_size):
-            batch_indices = indices[start : start + self.batch_size]
-            yield batch_indices, self.rollout_buffer._get_samples(batch_indices)
-
     def _all_samples(self) -> RolloutBufferSamples:
         """The whole (flattened) rollout as one batch, in buffer order."""
         return self.rollout_buffer._get_samples(np.arange(self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs))
@@ -276,9 +251,6 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
 
     def _adapt_beta(self, kl: float) -> None:
         self.beta = adapt_beta(self.beta, kl, self.kl_target, self.kl_tolerance, self.beta_factor, self.beta_bounds)
-
-    def _actions(self, batch: RolloutBufferSamples) -> th.Tensor:
-        return batch.actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else batch.actions
 
     def train(self) -> None:
         """
@@ -295,8 +267,9 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         if self.clip_range_vf is not None:
             clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
 
-        # pi_old: the policy that collected the rollout, for every sample of the (flattened) buffer
-        self._flatten_buffer()
+        # pi_old: the policy that collected the rollout, for every sample of the (flattened) buffer; flattened
+        # without consuming NumPy's generator, so that the minibatch permutations below are exactly PPO's
+        flatten_rollout(self.rollout_buffer)
         all_samples = self._all_samples()
         pi_old = None
         if self.kl_estimator == "exact":
@@ -308,8 +281,9 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         continue_training = True
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
-            for batch_indices, rollout_data in self._minibatches():
-                actions = self._actions(rollout_data)
+            # PPO's minibatches (RolloutBuffer.get(batch_size)) with their positions, to look up their pi_old
+            for batch_indices, rollout_data in indexed_minibatches(self.rollout_buffer, self.batch_size):
+                actions = policy_actions(rollout_data.actions, self.action_space)
                 values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)  # type: ignore[arg-type]
                 values = values.flatten()
                 # pi_theta(.|s) itself: evaluate_actions has just set it in the policy's distribution object
@@ -360,8 +334,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
 
                 # SB3's approximate KL (k3 on the sampled actions), for logging and target_kl early stopping
                 with th.no_grad():
-                    log_ratio = log_prob - rollout_data.old_log_prob
-                    approx_kl_div = th.mean((th.exp(log_ratio) - 1) - log_ratio).cpu().numpy()
+                    approx_kl_div = approx_kl(log_prob - rollout_data.old_log_prob).cpu().numpy()
                     approx_kl_divs.append(approx_kl_div)
 
                 if self.target_kl is not None and approx_kl_div > 1.5 * self.target_kl:
@@ -385,7 +358,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
                 break
 
         # d: mean KL(pi_old || pi_new) over the whole batch, after the update
-        measured_kl = self._mean_kl(pi_old, all_samples, self._actions(all_samples))  # type: ignore[arg-type]
+        measured_kl = self._mean_kl(pi_old, all_samples, policy_actions(all_samples.actions, self.action_space))  # type: ignore[arg-type]
         if not np.isfinite(measured_kl):
             warnings.warn(
                 f"KLPPO: the KL measured after the update is {measured_kl}; beta is multiplied by its increase factor "

@@ -1,18 +1,20 @@
+import warnings
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule, explained_variance, update_learning_rate
 from torch.nn import functional as F
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
 from sb3_po.common.buffers import MonteCarloRolloutBuffer
-from sb3_po.common.checks import check_finite_loss
+from sb3_po.common.checks import check_choice, check_finite_loss, check_int
+from sb3_po.common.kl import approx_kl
+from sb3_po.common.policies import actor_critic_parameters, policy_actions
 from sb3_po.vpg.policies import CnnPolicy, MlpPolicy, MultiInputPolicy, VPGPolicy
 
 SelfVPG = TypeVar("SelfVPG", bound="VPG")
@@ -36,7 +38,18 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     With ``baseline="none"`` there is no critic: V = 0 and the advantage is the discounted reward-to-go
     (plain REINFORCE; the Monte Carlo estimator is used unless ``rollout_buffer_class`` says otherwise).
 
-    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy)
+    Policies: VPG's own (:class:`~sb3_po.vpg.policies.VPGPolicy`: ``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``),
+    or any SB3 ``ActorCriticPolicy`` subclass, as A2C and PPO take them (e.g. a custom ``mlp_extractor`` written as in
+    SB3's "Custom Network Architecture"). For the latter VPG finds the baseline's parameters itself, by what
+    ``predict_values`` depends on (:func:`sb3_po.common.policies.actor_critic_parameters`): the value head, the value
+    branch of the extractor, the critic's own features extractor. Parameters the value shares with the action
+    distribution (``share_features_extractor=True`` with a features extractor that has parameters, or a shared trunk)
+    are in both optimisers: the baseline's regression moves the shared features too, between policy-gradient steps
+    (a warning says so; ``share_features_extractor=False`` keeps them apart). VPGPolicy instead leaves a shared
+    extractor to the actor's optimiser. ``baseline="none"`` needs a VPGPolicy (it removes the value head).
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ``ActorCriticPolicy``
+        subclass)
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The policy's learning rate, it can be a function of the current progress
         remaining (from 1 to 0)
@@ -77,11 +90,11 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
-    policy: VPGPolicy
+    policy: ActorCriticPolicy
 
     def __init__(
         self,
-        policy: str | type[VPGPolicy],
+        policy: str | type[ActorCriticPolicy],
         env: GymEnv | str,
         learning_rate: float | Schedule = 3e-3,
         n_steps: int = 1024,
@@ -107,12 +120,9 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if baseline not in BASELINES:
-            raise ValueError(f"VPG: baseline must be one of {BASELINES}, got {baseline!r}")
-        if not isinstance(n_critic_updates, (int, np.integer)) or n_critic_updates < (1 if baseline == "value" else 0):
-            raise ValueError(f"VPG: n_critic_updates must be an integer >= 1 with a baseline, got {n_critic_updates!r}")
-        if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
-            raise ValueError(f"VPG: n_steps must be an integer >= 1, got {n_steps!r}")
+        check_choice("VPG", "baseline", baseline, BASELINES)
+        check_int("VPG", "n_critic_updates", n_critic_updates, 1 if baseline == "value" else 0)
+        check_int("VPG", "n_steps", n_steps, 1)
         super().__init__(
             policy,
             env,
@@ -151,17 +161,60 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self._setup_model()
 
     def _setup_model(self) -> None:
-        if not issubclass(self.policy_class, VPGPolicy):
+        own_policy = issubclass(self.policy_class, VPGPolicy)
+        if not own_policy and not issubclass(self.policy_class, ActorCriticPolicy):
             raise TypeError(
-                f"VPG needs a VPGPolicy subclass (two optimisers: actor and baseline), got {self.policy_class.__name__}. "
-                "Use 'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy' or subclass sb3_po.vpg.policies.VPGPolicy."
+                f"VPG needs an ActorCriticPolicy subclass (a value head for the baseline), got {self.policy_class.__name__}. "
+                "Use 'MlpPolicy', 'CnnPolicy', 'MultiInputPolicy' or subclass SB3's ActorCriticPolicy."
             )
-        self.policy_kwargs["use_baseline"] = self.baseline == "value"
+        if not own_policy and self.baseline == "none":
+            raise TypeError(
+                f"VPG: baseline='none' needs a VPGPolicy (it builds the policy without a value head), got "
+                f"{self.policy_class.__name__}. Subclass sb3_po.vpg.policies.VPGPolicy instead of ActorCriticPolicy, or "
+                "use baseline='value'."
+            )
+        if own_policy:
+            self.policy_kwargs["use_baseline"] = self.baseline == "value"
         if self.baseline == "none" and self.rollout_buffer_class is None:
             # V = 0: GAE's lambda would only add discounting, so the advantage is the plain reward-to-go
             self.rollout_buffer_class = MonteCarloRolloutBuffer
         super()._setup_model()
+        if own_policy:
+            self._actor_params, self._critic_params = self.policy.actor_parameters(), self.policy.critic_parameters()  # type: ignore[attr-defined]
+        else:
+            self._split_policy()
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
+
+    def _split_policy(self) -> None:
+        """
+        Any ``ActorCriticPolicy``: the actor's optimiser over the actor's parameters and a ``critic_optimizer`` over
+        the baseline's (found by :func:`~sb3_po.common.policies.actor_critic_parameters`), as VPGPolicy builds them.
+        """
+        actor, critic, shared = actor_critic_parameters(self.policy)
+        if not critic:
+            raise TypeError(
+                f"VPG: the value of {type(self.policy).__name__} (predict_values) depends on no parameter, so there is no "
+                "baseline to fit. Give the policy a value head (SB3's ActorCriticPolicy has one), or use VPG's "
+                "'MlpPolicy' with baseline='none'."
+            )
+        if shared:
+            names = [name for name, p in self.policy.named_parameters() if any(p is q for q in shared)]
+            warnings.warn(
+                f"VPG: {len(names)} parameters of {type(self.policy).__name__} feed both the action distribution and the "
+                f"value ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}): the baseline's regression "
+                "(critic_optimizer) moves these shared features too, between the policy-gradient steps. To keep the "
+                "actor's features out of the baseline fit, build the policy with share_features_extractor=False and "
+                "separate actor and critic layers.",
+                stacklevel=4,
+            )
+        policy = self.policy
+        lr = self.lr_schedule(1)
+        policy.optimizer = policy.optimizer_class(actor, lr=lr, **policy.optimizer_kwargs)  # type: ignore[call-arg]
+        policy.critic_optimizer = policy.optimizer_class(critic, lr=lr, **policy.optimizer_kwargs)  # type: ignore[call-arg]
+        self._actor_params, self._critic_params = actor, critic
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_actor_params", "_critic_params"]  # found again by _setup_model
 
     def train(self) -> None:
         """
@@ -173,9 +226,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         # The whole batch at once (SB3's get(None) yields a single batch)
         rollout_data = next(self.rollout_buffer.get(batch_size=None))
         observations, returns = rollout_data.observations, rollout_data.returns
-        actions = rollout_data.actions
-        if isinstance(self.action_space, spaces.Discrete):
-            actions = actions.long().flatten()
+        actions = policy_actions(rollout_data.actions, self.action_space)
 
         advantages = rollout_data.advantages
         if self.normalize_advantage:
@@ -193,13 +244,14 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.policy.optimizer.zero_grad()
         loss.backward()
         if self.max_grad_norm is not None:
-            th.nn.utils.clip_grad_norm_(self.policy.actor_parameters(), self.max_grad_norm)
+            th.nn.utils.clip_grad_norm_(self._actor_params, self.max_grad_norm)
         self.policy.optimizer.step()
 
         with th.no_grad():
             # approx KL(pi_old || pi_new) on the batch, the k3 estimator as in SB3's PPO
-            log_ratio = self.policy.get_distribution(observations).log_prob(actions) - rollout_data.old_log_prob
-            approx_kl = th.mean(th.exp(log_ratio) - 1 - log_ratio).item()
+            approx_kl_value = approx_kl(
+                self.policy.get_distribution(observations).log_prob(actions) - rollout_data.old_log_prob
+            )
 
         # 2. Baseline: regression of V(s_t) on the returns
         value_losses = []
@@ -207,7 +259,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             critic_lr = self.critic_lr_schedule(self._current_progress_remaining)
             update_learning_rate(self.policy.critic_optimizer, critic_lr)
             self.logger.record("train/critic_learning_rate", critic_lr)
-            critic_parameters = self.policy.critic_parameters()
+            critic_parameters = self._critic_params
             for _ in range(self.n_critic_updates):
                 value_loss = F.mse_loss(returns, self.policy.predict_values(observations).flatten())
                 check_finite_loss("VPG (baseline)", value_loss)
@@ -222,7 +274,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/policy_loss", policy_loss.item())
         self.logger.record("train/entropy_loss", entropy_loss.item())
-        self.logger.record("train/approx_kl", approx_kl)
+        self.logger.record("train/approx_kl", approx_kl_value.item())
         if value_losses:
             self.logger.record("train/value_loss", value_losses[0])
             self.logger.record("train/value_loss_final", value_losses[-1])

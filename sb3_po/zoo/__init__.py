@@ -26,6 +26,7 @@ _LAZY = {
     "sample_vpg_params": "samplers",
     "sample_kl_ppo_params": "samplers",
     "sample_grpo_params": "samplers",
+    "sample_npg_params": "samplers",
 }
 
 __all__ = [

@@ -1,7 +1,7 @@
 """
 The bridge to RL Zoo (rl_zoo3): rl_zoo3 has no plugin mechanism, so :func:`register` does four small, visible things:
 
-- adds ``vpg``, ``kl_ppo`` and ``grpo`` to ``rl_zoo3.utils.ALGOS`` and their Optuna samplers to
+- adds ``vpg``, ``kl_ppo``, ``grpo`` and ``npg`` to ``rl_zoo3.utils.ALGOS`` and their Optuna samplers to
   ``rl_zoo3.hyperparams_opt.HYPERPARAMS_SAMPLER`` (the zoo's argparse choices are built from ALGOS when
   ``train()`` runs, so they appear on the command line);
 - replaces ``rl_zoo3.train.ExperimentManager`` by :class:`ExperimentManager`, a subclass that resolves

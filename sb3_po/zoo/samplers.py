@@ -71,4 +71,27 @@ def sample_grpo_params(trial: optuna.Trial, n_actions: int, n_envs: int, additio
     )
 
 
-SAMPLERS = {"vpg": sample_vpg_params, "kl_ppo": sample_kl_ppo_params, "grpo": sample_grpo_params}
+def sample_npg_params(trial: optuna.Trial, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    Sampler for NPG: the ranges of the zoo's TRPO sampler (rollout size, critic's minibatch and learning rate, gamma,
+    GAE's lambda, CG steps, critic updates), with the step's delta (``target_kl``) and a wider CG damping, as NPG has
+    no line search to correct a step that a poorly conditioned Fisher matrix makes too long.
+    """
+    sampled = dict(
+        n_steps_pow=trial.suggest_int("n_steps_pow", 8, 12),
+        batch_size_pow=trial.suggest_int("batch_size_pow", 5, 9),
+        one_minus_gamma=trial.suggest_float("one_minus_gamma", 0.0001, 0.03, log=True),
+        one_minus_gae_lambda=trial.suggest_float("one_minus_gae_lambda", 0.001, 0.2, log=True),
+        learning_rate=trial.suggest_float("learning_rate", 1e-5, 1e-2, log=True),
+        net_arch=trial.suggest_categorical("net_arch", ["small", "medium"]),
+        activation_fn=trial.suggest_categorical("activation_fn", ["tanh", "relu"]),
+    )
+    params = convert_onpolicy_params(sampled)
+    params["cg_max_steps"] = trial.suggest_categorical("cg_max_steps", [5, 10, 20, 30])
+    params["cg_damping"] = trial.suggest_float("cg_damping", 0.01, 1.0, log=True)
+    params["n_critic_updates"] = trial.suggest_categorical("n_critic_updates", [5, 10, 20, 30])
+    params["target_kl"] = trial.suggest_float("target_kl", 0.001, 0.05, log=True)
+    return params
+
+
+SAMPLERS = {"vpg": sample_vpg_params, "kl_ppo": sample_kl_ppo_params, "grpo": sample_grpo_params, "npg": sample_npg_params}

@@ -14,7 +14,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import SubprocVecEnv
 
-from sb3_po import GRPO, KLPPO, VPG
+from sb3_po import GRPO, KLPPO, NPG, VPG
 from sb3_po.common.env_state import RestorableEnv
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +38,12 @@ class RaisingEnv(gym.Env):
         return np.zeros(2, dtype=np.float32), 1.0, False, self.t >= 100, {}
 
 
-@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO])
+@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO, NPG])
 def test_an_env_raising_in_a_subprocess_is_reported_and_the_model_survives(tmp_path, algo):
     wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(verify_steps=1)) if algo is GRPO else {}
     env = make_vec_env(RaisingEnv, n_envs=2, vec_env_cls=SubprocVecEnv, vec_env_kwargs=dict(start_method="fork"), **wrapper)
     kwargs = dict(group_size=2, n_groups=1) if algo is GRPO else dict(n_steps=16)
-    if algo is KLPPO:
+    if algo in (KLPPO, NPG):
         kwargs["batch_size"] = 16
     model = algo("MlpPolicy", env, device="cpu", **kwargs)
     with pytest.raises(RuntimeError, match=r"an environment worker process stopped .* traceback the worker printed above"):
@@ -66,7 +66,7 @@ class TupleActionEnv(gym.Env):
         return np.zeros(2, dtype=np.float32), 0.0, True, False, {}
 
 
-@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO])
+@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO, NPG])
 def test_unsupported_action_space_fails_at_construction(algo):
     # SB3's own check and message, as for PPO and A2C
     with pytest.raises(AssertionError, match=r"The algorithm only supports .* as action spaces but Tuple"):
@@ -93,12 +93,12 @@ class StopAtFirstStep(BaseCallback):
         return False
 
 
-@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO])
+@pytest.mark.parametrize("algo", [VPG, KLPPO, GRPO, NPG])
 def test_learn_without_a_budget_takes_the_shipped_zoo_entrys(algo):
     expected = {
         name: int(float(yaml.safe_load((ROOT / "zoo_configs" / f"{name}.yml").read_text())["Pendulum-v1"]["n_timesteps"]))
-        for name in ("vpg", "kl_ppo", "grpo")
-    }[{VPG: "vpg", KLPPO: "kl_ppo", GRPO: "grpo"}[algo]]
+        for name in ("vpg", "kl_ppo", "grpo", "npg")
+    }[{VPG: "vpg", KLPPO: "kl_ppo", GRPO: "grpo", NPG: "npg"}[algo]]
     kwargs = dict(group_size=2, n_groups=1) if algo is GRPO else dict(n_steps=64)
     model = algo("MlpPolicy", "Pendulum-v1", seed=0, **kwargs)
     model.learn(callback=StopAtFirstStep())  # stops at once: only the budget it was given matters here

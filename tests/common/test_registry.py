@@ -4,7 +4,7 @@ import pytest
 import torch as th
 from stable_baselines3 import PPO
 
-from sb3_po import GRPO, KLPPO, VPG
+from sb3_po import GRPO, KLPPO, NPG, VPG
 from sb3_po.common.buffers import NStepRolloutBuffer
 from sb3_po.common.env_state import RestorableEnv
 from sb3_po.common.registry import (
@@ -18,15 +18,16 @@ from sb3_po.common.registry import (
 
 
 def test_names_and_shipped_budgets():
-    assert [algorithm_class(n) for n in ("vpg", "kl_ppo", "grpo", "ppo")] == [VPG, KLPPO, GRPO, PPO]
-    with pytest.raises(ValueError, match="Unknown algorithm 'npg'"):
-        algorithm_class("npg")
+    assert [algorithm_class(n) for n in ("vpg", "kl_ppo", "grpo", "npg", "ppo")] == [VPG, KLPPO, GRPO, NPG, PPO]
+    with pytest.raises(ValueError, match="Unknown algorithm 'sac'"):
+        algorithm_class("sac")
 
     class MyKLPPO(KLPPO):
         pass
 
     assert (algorithm_name(MyKLPPO), algorithm_name(GRPO), algorithm_name(PPO)) == ("kl_ppo", "grpo", None)
     assert default_timesteps("kl_ppo", "CartPole-v1") == 100_000  # "1e5" in the YAML
+    assert algorithm_name(NPG) == "npg" and default_timesteps("npg", "Hopper-v5") == 1_000_000
     assert default_timesteps("grpo", "NoSuchEnv-v0") is None
 
 

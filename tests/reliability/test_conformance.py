@@ -1,5 +1,5 @@
 """
-Conformance of VPG, KLPPO and GRPO with the interface of SB3's on-policy algorithms, as parametrized matrices in
+Conformance of VPG, KLPPO, GRPO and NPG with the interface of SB3's on-policy algorithms, as parametrized matrices in
 the style of SB3's own test suite: action and observation spaces, VecEnv classes, gSDE, VecNormalize, devices,
 SB3's identity tasks, predict() and callbacks.
 
@@ -36,15 +36,16 @@ from stable_baselines3.common.torch_layers import CombinedExtractor, NatureCNN
 from stable_baselines3.common.utils import get_device
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize, VecTransposeImage
 
-from sb3_po import GRPO, KLPPO, VPG
+from sb3_po import GRPO, KLPPO, NPG, VPG
 from sb3_po.common.env_state import RestorableEnv
 
-ALGOS = [VPG, KLPPO, GRPO]
+ALGOS = [VPG, KLPPO, GRPO, NPG]
 
 # Small rollouts and few gradient steps: these tests check the interface, not learning
 FAST = {
     VPG: dict(n_steps=16, n_critic_updates=2),
     KLPPO: dict(n_steps=16, batch_size=16, n_epochs=2),
+    NPG: dict(n_steps=16, batch_size=16, n_critic_updates=2),
     GRPO: dict(group_size=2, n_groups=1, n_epochs=2, n_minibatches=2),
 }
 # SB3's reference algorithm, with the same rollout size as FAST

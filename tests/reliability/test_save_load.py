@@ -1,5 +1,5 @@
 """
-Save, load and resume VPG, KLPPO and GRPO: ``learn(..., reset_num_timesteps=False)``, the save -> load round trip
+Save, load and resume VPG, KLPPO, GRPO and NPG: ``learn(..., reset_num_timesteps=False)``, the save -> load round trip
 of every piece of state that changes training, determinism (same seed; one run vs a run interrupted by save and
 load, compared with what SB3's PPO does in the same experiment) and the errors on bad files.
 """
@@ -20,19 +20,20 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import IdentityEnv, IdentityEnvBox
 from stable_baselines3.common.logger import CSVOutputFormat, KVWriter, Logger
 
-from sb3_po import GRPO, KLPPO, VPG
+from sb3_po import GRPO, KLPPO, NPG, VPG
 from sb3_po.common.env_state import RestorableEnv
 
-ALGOS = [VPG, KLPPO, GRPO]
+ALGOS = [VPG, KLPPO, GRPO, NPG]
 
 FAST = {
     VPG: dict(n_steps=16, n_critic_updates=2),
     KLPPO: dict(n_steps=16, batch_size=8, n_epochs=2),
+    NPG: dict(n_steps=16, batch_size=8, n_critic_updates=2),
     GRPO: dict(group_size=2, n_groups=1, n_epochs=2, n_minibatches=2, n_envs=1),
 }
 PPO_FAST = dict(n_steps=16, batch_size=8, n_epochs=2)
 # model._n_updates per call of train()
-UPDATES_PER_TRAIN = {VPG: 1, KLPPO: 2, GRPO: 2}
+UPDATES_PER_TRAIN = {VPG: 1, KLPPO: 2, GRPO: 2, NPG: 1}
 
 
 class CoinEnv(gym.Env):
@@ -134,6 +135,7 @@ def test_learn_continues_with_reset_num_timesteps_false(algo, tmp_path):
 ROUND_TRIP = {
     VPG: dict(n_steps=16, n_critic_updates=2, learning_rate=linear(3e-3), critic_learning_rate=linear(5e-3)),
     KLPPO: dict(n_steps=16, batch_size=8, n_epochs=2, learning_rate=linear(3e-3)),
+    NPG: dict(n_steps=16, batch_size=8, n_critic_updates=2, learning_rate=linear(3e-3)),
     GRPO: dict(
         group_size=2,
         n_groups=1,
@@ -261,6 +263,7 @@ RESUME_KWARGS = {
     PPO: dict(n_steps=64, batch_size=32, n_epochs=2),
     VPG: dict(n_steps=64, n_critic_updates=5),
     KLPPO: dict(n_steps=64, batch_size=32, n_epochs=2),
+    NPG: dict(n_steps=64, batch_size=32, n_critic_updates=2),
     GRPO: dict(group_size=2, n_groups=1, n_epochs=2, n_minibatches=2, beta=0.1, ref_update_interval=2),
 }
 
@@ -345,8 +348,14 @@ def test_grpo_resume_with_visited_start_states():
 # A clear error here: the loader refuses the file, naming the algorithm it expected and what it found (the file's
 # policy class or algorithm); a damaged file raises ValueError (SB3's type for "not a model file") naming the file.
 
-SOURCES = [PPO, VPG, KLPPO, GRPO]
-POLICY_OF = {PPO: "ActorCriticPolicy", VPG: "VPGPolicy", KLPPO: "ActorCriticPolicy", GRPO: "ActorOnlyPolicy"}
+SOURCES = [PPO, VPG, KLPPO, GRPO, NPG]
+POLICY_OF = {
+    PPO: "ActorCriticPolicy",
+    VPG: "VPGPolicy",
+    KLPPO: "ActorCriticPolicy",
+    GRPO: "ActorOnlyPolicy",
+    NPG: "ActorCriticPolicy",
+}
 
 
 @pytest.fixture(scope="module")

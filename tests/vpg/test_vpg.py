@@ -12,6 +12,8 @@ from stable_baselines3.common.envs import (
 )
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
 
 from sb3_po import VPG
 from sb3_po.common.buffers import MonteCarloRolloutBuffer, NStepRolloutBuffer
@@ -179,11 +181,128 @@ def test_bad_hyperparameters(kwargs, match):
         VPG("MlpPolicy", "CartPole-v1", **kwargs)
 
 
-def test_rejects_a_policy_without_two_optimizers():
-    from stable_baselines3.common.policies import ActorCriticPolicy
+# -- SB3's custom-policy contract: any ActorCriticPolicy ----------------------------------------------------------
 
-    with pytest.raises(TypeError, match="VPGPolicy"):
-        VPG(ActorCriticPolicy, "CartPole-v1")
+
+class CustomNetwork(nn.Module):
+    """SB3's documentation, "Custom Network Architecture": separate policy and value networks over the features."""
+
+    def __init__(self, feature_dim: int, last_layer_dim_pi: int = 64, last_layer_dim_vf: int = 64):
+        super().__init__()
+        # IMPORTANT: save output dimensions, used to create the distributions
+        self.latent_dim_pi = last_layer_dim_pi
+        self.latent_dim_vf = last_layer_dim_vf
+        self.policy_net = nn.Sequential(nn.Linear(feature_dim, last_layer_dim_pi), nn.ReLU())
+        self.value_net = nn.Sequential(nn.Linear(feature_dim, last_layer_dim_vf), nn.ReLU())
+
+    def forward(self, features: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: th.Tensor) -> th.Tensor:
+        return self.policy_net(features)
+
+    def forward_critic(self, features: th.Tensor) -> th.Tensor:
+        return self.value_net(features)
+
+
+class CustomActorCriticPolicy(ActorCriticPolicy):
+    def __init__(self, observation_space, action_space, lr_schedule, *args, **kwargs):
+        # Disable orthogonal initialization
+        kwargs["ortho_init"] = False
+        super().__init__(observation_space, action_space, lr_schedule, *args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = CustomNetwork(self.features_dim)
+
+
+class SharedTrunk(CustomNetwork):
+    """A variant whose actor and critic share a first layer (named so that no name says "value")."""
+
+    def __init__(self, feature_dim: int):
+        super().__init__(16)
+        self.trunk = nn.Sequential(nn.Linear(feature_dim, 16), nn.Tanh())
+        self.critic_body = self.value_net
+        del self.value_net
+
+    def forward_actor(self, features: th.Tensor) -> th.Tensor:
+        return self.policy_net(self.trunk(features))
+
+    def forward_critic(self, features: th.Tensor) -> th.Tensor:
+        return self.critic_body(self.trunk(features))
+
+
+class SharedTrunkPolicy(CustomActorCriticPolicy):
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = SharedTrunk(self.features_dim)
+
+
+def ids(params):
+    return {id(p) for p in params}
+
+
+def test_a_custom_policy_of_sb3s_documentation_trains_saves_and_loads(tmp_path):
+    model = VPG(
+        CustomActorCriticPolicy,
+        "CartPole-v1",
+        n_steps=256,
+        n_critic_updates=40,
+        critic_learning_rate=5e-3,
+        seed=0,
+        device="cpu",
+    )
+    policy = model.policy
+    critic = [*policy.mlp_extractor.value_net.parameters(), *policy.value_net.parameters()]
+    actor = [*policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters()]
+    assert ids(p for g in policy.critic_optimizer.param_groups for p in g["params"]) == ids(critic)
+    assert ids(p for g in policy.optimizer.param_groups for p in g["params"]) == ids(actor)
+    actor_before, critic_before = flat(actor), flat(critic)
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(512)
+    values = model.logger.name_to_value
+    assert values["train/value_loss_final"] < 0.9 * values["train/value_loss"]  # the baseline is fitted
+    assert not th.equal(flat(actor), actor_before) and not th.equal(flat(critic), critic_before)
+
+    model.save(tmp_path / "custom")
+    loaded = VPG.load(tmp_path / "custom", env=model.get_env(), device="cpu")
+    assert type(loaded.policy) is CustomActorCriticPolicy
+    th.testing.assert_close(flat(loaded.policy.parameters()), flat(model.policy.parameters()))
+    for name in ("optimizer", "critic_optimizer"):
+        a, b = getattr(model.policy, name).state_dict(), getattr(loaded.policy, name).state_dict()
+        assert len(a["state"]) == len(b["state"]) > 0
+        for k in a["state"]:
+            th.testing.assert_close(a["state"][k]["exp_avg"], b["state"][k]["exp_avg"])
+    obs = np.stack([model.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    loaded.learn(256, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 768
+
+
+def test_sb3s_own_actor_critic_policy_is_accepted():
+    """SB3's ActorCriticPolicy as A2C and PPO take it: mlp_extractor.value_net and value_net are the baseline."""
+    model = VPG(ActorCriticPolicy, "Pendulum-v1", n_steps=64, n_critic_updates=2, seed=0, device="cpu")
+    policy = model.policy
+    critic = [*policy.mlp_extractor.value_net.parameters(), *policy.value_net.parameters()]
+    assert ids(p for g in policy.critic_optimizer.param_groups for p in g["params"]) == ids(critic)
+    assert ids(p for g in policy.optimizer.param_groups for p in g["params"]) == ids(policy.parameters()) - ids(critic)
+    assert any(p is policy.log_std for g in policy.optimizer.param_groups for p in g["params"])
+    model.learn(128)
+
+
+def test_a_shared_trunk_is_fitted_by_the_baseline_too_and_a_warning_says_so():
+    with pytest.warns(UserWarning, match=r"2 parameters .*\(mlp_extractor\.trunk\.0\.weight.*moves these shared features"):
+        model = VPG(SharedTrunkPolicy, "CartPole-v1", n_steps=64, n_critic_updates=3, seed=0, device="cpu")
+    policy = model.policy
+    trunk = list(policy.mlp_extractor.trunk.parameters())
+    critic = [*trunk, *policy.mlp_extractor.critic_body.parameters(), *policy.value_net.parameters()]
+    assert ids(p for g in policy.critic_optimizer.param_groups for p in g["params"]) == ids(critic)
+    actor = [*trunk, *policy.mlp_extractor.policy_net.parameters(), *policy.action_net.parameters()]
+    assert ids(p for g in policy.optimizer.param_groups for p in g["params"]) == ids(actor)
+    model.learn(64)
+
+
+def test_a_custom_policy_without_baseline_or_value_is_refused():
+    with pytest.raises(TypeError, match="baseline='none' needs a VPGPolicy"):
+        VPG(ActorCriticPolicy, "CartPole-v1", baseline="none")
 
 
 def test_rms_prop_option():

@@ -19,6 +19,7 @@ ALGO_SCALARS = {
     "vpg": {"train/value_loss", "train/policy_loss", "train/approx_kl"},
     "kl_ppo": {"train/beta", "train/kl", "train/kl_penalty"},
     "grpo": {"train/group_return_mean", "train/group_return_std", "train/zero_spread_groups"},
+    "npg": {"train/kl", "train/step_size", "train/policy_objective", "train/value_loss"},
 }
 
 
@@ -26,7 +27,7 @@ def zoo(*args):
     main(list(args))
 
 
-@pytest.mark.parametrize("algo", ["vpg", "kl_ppo", "grpo"])
+@pytest.mark.parametrize("algo", ["vpg", "kl_ppo", "grpo", "npg"])
 def test_train_enjoy_and_tensorboard_from_the_shipped_yaml(tmp_path, algo):
     logs, tb = str(tmp_path / "logs"), str(tmp_path / "tb")
     zoo(
@@ -73,7 +74,7 @@ def test_dotted_buffer_class_in_yaml_for_sb3_and_our_algorithms(tmp_path):
         rollout_buffer_kwargs="dict(n_step=5)",
     )
     conf.write_text(yaml.safe_dump({"CartPole-v1": entry}))
-    for algo in ("ppo", "a2c", "trpo", "vpg", "kl_ppo"):
+    for algo in ("ppo", "a2c", "trpo", "vpg", "kl_ppo", "npg"):
         zoo(
             "train",
             "--algo",
@@ -118,6 +119,33 @@ def test_grpo_lunar_lander_from_the_shipped_yaml(tmp_path):
     assert saved["state_mode"] == "seed"
     model = GRPO.load(os.path.join(run_dir, "LunarLander-v3.zip"))
     assert model.num_timesteps >= 500 and model.state_mode == "seed"
+
+
+def test_npg_sampler_gives_a_valid_npg():
+    from sb3_po import NPG
+    from sb3_po.zoo import SAMPLERS, sample_npg_params
+
+    assert SAMPLERS["npg"] is sample_npg_params
+    trial = optuna.trial.FixedTrial(
+        dict(
+            n_steps_pow=8,
+            batch_size_pow=6,
+            one_minus_gamma=0.01,
+            one_minus_gae_lambda=0.05,
+            learning_rate=1e-3,
+            net_arch="small",
+            activation_fn="tanh",
+            cg_max_steps=10,
+            cg_damping=0.3,
+            n_critic_updates=5,
+            target_kl=0.02,
+        )
+    )
+    params = sample_npg_params(trial, n_actions=2, n_envs=1, additional_args={})
+    assert (params["n_steps"], params["batch_size"], params["cg_damping"], params["target_kl"]) == (256, 64, 0.3, 0.02)
+    assert params["gamma"] == pytest.approx(0.99) and params["gae_lambda"] == pytest.approx(0.95)
+    model = NPG("MlpPolicy", "CartPole-v1", device="cpu", **params).learn(256)
+    assert model.num_timesteps == 256
 
 
 def test_default_arguments():
