@@ -76,7 +76,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param supervision: The group advantage estimator (:mod:`sb3_po.grpo.advantages`), by name or class:
         ``"outcome"`` (episode return, the default), ``"process"`` (per-step rewards normalised over the group,
         advantage = sum of the normalised rewards to go; zero advantages where every step's reward is the same, as
-        on CartPole or MountainCar), or a :class:`~sb3_po.grpo.advantages.GroupAdvantage` subclass
+        on CartPole or MountainCar), ``"step_mean"`` (per-step group baselines, Group Policy Gradient: the member's
+        reward-to-go minus the mean reward-to-go of the group's members running at the same step), ``"step_rloo"``
+        (the same with the other members' mean, leave-one-out), or a
+        :class:`~sb3_po.grpo.advantages.GroupAdvantage` subclass
     :param supervision_kwargs: Further keyword arguments of the estimator (``gamma``, ``scale_rewards``,
         ``advantage`` and ``softmax_temperature`` are passed to those that take them)
     :param advantage: ``"mean_std"`` (default), ``"mean"`` (Dr. GRPO) or ``"softmax"``
