@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from sb3_po.common.checks import check_choice
+
 ADVANTAGES = ("mean_std", "mean", "softmax")
 SCALE_REWARDS = ("group", "batch", "none")
 
@@ -34,10 +36,8 @@ def group_advantages(
 
     A group whose returns are all equal gets a zero advantage (never NaN). std is the population std (1/G).
     """
-    if advantage not in ADVANTAGES:
-        raise ValueError(f"advantage must be one of {ADVANTAGES}, got {advantage!r}")
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    check_choice("group_advantages", "advantage", advantage, ADVANTAGES)
+    check_choice("group_advantages", "scale_rewards", scale_rewards, SCALE_REWARDS)
     returns = np.asarray(returns, dtype=np.float64)
     zero_spread = np.ptp(returns, axis=1, keepdims=True) == 0
     if advantage == "softmax":
@@ -69,8 +69,7 @@ def process_advantages(
     :param step_rewards: the per-step rewards of each member episode of the group
     :return: the per-step advantages of each member episode
     """
-    if scale_rewards not in SCALE_REWARDS:
-        raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+    check_choice("process_advantages", "scale_rewards", scale_rewards, SCALE_REWARDS)
     rewards = [np.asarray(r, dtype=np.float64) for r in step_rewards]
     everything = np.concatenate(rewards)
     if np.ptp(everything) == 0:
@@ -143,8 +142,7 @@ class GroupAdvantage(ABC):
     """
 
     def __init__(self, gamma: float = 1.0, scale_rewards: str = "group"):
-        if scale_rewards not in SCALE_REWARDS:
-            raise ValueError(f"scale_rewards must be one of {SCALE_REWARDS}, got {scale_rewards!r}")
+        check_choice(type(self).__name__, "scale_rewards", scale_rewards, SCALE_REWARDS)
         self.gamma = gamma
         self.scale_rewards = scale_rewards
 
@@ -172,8 +170,7 @@ class OutcomeAdvantage(GroupAdvantage):
         self, gamma: float = 1.0, scale_rewards: str = "group", advantage: str = "mean_std", temperature: float = 1.0
     ):
         super().__init__(gamma, scale_rewards)
-        if advantage not in ADVANTAGES:
-            raise ValueError(f"advantage must be one of {ADVANTAGES}, got {advantage!r}")
+        check_choice(type(self).__name__, "advantage", advantage, ADVANTAGES)
         self.advantage = advantage
         self.temperature = temperature
 
