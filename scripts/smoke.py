@@ -1,7 +1,7 @@
 """
 Smoke test of an installed sb3-po (CI's install matrix runs it from outside the repository, against the wheel with
-no extras): each algorithm trains a few thousand steps on CartPole-v1 and Pendulum-v1 (GRPO also on a plain
-``make_vec_env`` DummyVecEnv), is saved, loaded and asked for an action. Every step prints its time.
+no extras): each algorithm (VPG, KLPPO, GRPO, NPG) trains a few thousand steps on CartPole-v1 and Pendulum-v1
+(GRPO also on a plain ``make_vec_env`` DummyVecEnv), is saved, loaded and asked for an action. Every step prints its time.
 
     python scripts/smoke.py [--timesteps 3000]
 """
@@ -18,7 +18,7 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_po
-from sb3_po import GRPO, KLPPO, VPG
+from sb3_po import GRPO, KLPPO, NPG, VPG
 
 
 def main() -> int:
@@ -27,7 +27,7 @@ def main() -> int:
     args = parser.parse_args()
     th.set_num_threads(1)
     print(f"sb3-po {sb3_po.__version__} imported from {Path(sb3_po.__file__).resolve().parent}", flush=True)
-    runs = [(algo, env_id, env_id) for algo in (VPG, KLPPO, GRPO) for env_id in ("CartPole-v1", "Pendulum-v1")]
+    runs = [(algo, env_id, env_id) for algo in (VPG, KLPPO, GRPO, NPG) for env_id in ("CartPole-v1", "Pendulum-v1")]
     runs.append((GRPO, "CartPole-v1", "make_vec_env('CartPole-v1', 4)"))
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
