@@ -6,13 +6,16 @@ Sources, each grouped into one curve per algorithm (and env):
   ``--tensorboard-log``); runs named ``<NAME>_<k>`` are seeds of NAME; ``--tag`` picks the scalar;
 - ``--zoo DIR``: an RL Zoo log folder (``DIR/<algo>/<env>_<k>/evaluations.npz`` written by its EvalCallback);
 - ``--benchmark DIR``: the JSON results of ``scripts/benchmark.py`` (deterministic evaluation curves), one PNG per env
-  with the curves against env steps and, beside them, against training wall-clock seconds.
+  with the curves against env steps and, beside them, against training wall-clock seconds; ``--algos`` picks the
+  algorithms (fnmatch patterns; by default every one but the ablation variants ``algo@variant``).
 
     python scripts/plot_curves.py --tensorboard runs --tag rollout/ep_rew_mean --out curves.png
     python scripts/plot_curves.py --benchmark benchmark_results --out-dir docs/curves
+    python scripts/plot_curves.py --benchmark benchmark_results --algos "grpo*" ppo --prefix grpo-ablation- --out-dir docs
 """
 
 import argparse
+import fnmatch
 import json
 import re
 from collections import defaultdict
@@ -60,8 +63,13 @@ class BenchmarkRuns(NamedTuple):
     ends: dict[str, list[tuple[float, float]]]  # (train seconds, final score) of the runs that recorded only their total
 
 
-def from_benchmark(root: Path) -> dict[str, BenchmarkRuns]:
-    """{env: runs}; a run stored before ``curve_wall_seconds`` existed has its end point only on the wall-clock axis."""
+def from_benchmark(root: Path, algos: list[str] | None = None) -> dict[str, BenchmarkRuns]:
+    """
+    {env: runs}; a run stored before ``curve_wall_seconds`` existed has its end point only on the wall-clock axis.
+
+    :param algos: ``fnmatch`` patterns of the algorithms to plot (``["grpo*"]``: GRPO and its variants); default:
+        every algorithm, ablation variants (``algo@variant``) left out
+    """
     envs: dict[str, BenchmarkRuns] = defaultdict(
         lambda: BenchmarkRuns(defaultdict(list), defaultdict(list), defaultdict(list))
     )
@@ -69,6 +77,8 @@ def from_benchmark(root: Path) -> dict[str, BenchmarkRuns]:
         if path.relative_to(root).parts[0] == "quick":
             continue
         result = json.loads(path.read_text())
+        if not _selected(result["algo"], algos):
+            continue
         steps, scores = zip(*result["curve"], strict=True) if result["curve"] else ((), ())
         label, runs = f"{result['algo']} ({result['budget'] // 1000}k)", envs[result["env"]]
         runs.steps[label].append((np.array(steps), np.array(scores)))
@@ -77,6 +87,12 @@ def from_benchmark(root: Path) -> dict[str, BenchmarkRuns]:
         else:
             runs.ends[label].append((result["train_seconds"], result["final_eval_mean"]))
     return envs
+
+
+def _selected(algo: str, patterns: list[str] | None) -> bool:
+    if patterns is None:
+        return "@" not in algo
+    return any(fnmatch.fnmatchcase(algo, pattern) for pattern in patterns)
 
 
 def _draw(ax, runs: dict[str, list[Curve]], colors: dict[str, str] | None = None) -> None:
@@ -152,14 +168,18 @@ def main() -> None:
     parser.add_argument("--tag", default="rollout/ep_rew_mean", help="TensorBoard scalar to plot")
     parser.add_argument("--out", type=Path, default=Path("learning_curves.png"))
     parser.add_argument("--out-dir", type=Path, default=Path("learning_curves"), help="--benchmark: one PNG per env")
+    parser.add_argument(
+        "--algos", nargs="+", default=None, help="--benchmark: fnmatch patterns of the algorithms (default: no variants)"
+    )
+    parser.add_argument("--prefix", default="", help="--benchmark: put this before each PNG's name (<prefix><env>.png)")
     args = parser.parse_args()
     if args.tensorboard:
         plot(from_tensorboard(args.tensorboard, args.tag), str(args.tensorboard), args.tag, args.out)
     elif args.zoo:
         plot(from_zoo(args.zoo), str(args.zoo), "evaluation return", args.out)
     else:
-        for env_id, runs in sorted(from_benchmark(args.benchmark).items()):
-            plot_benchmark(runs, env_id, args.out_dir / f"{env_id}.png")
+        for env_id, runs in sorted(from_benchmark(args.benchmark, args.algos).items()):
+            plot_benchmark(runs, env_id, args.out_dir / f"{args.prefix}{env_id}.png")
 
 
 if __name__ == "__main__":

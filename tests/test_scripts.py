@@ -180,6 +180,15 @@ def test_plot_curves_from_benchmark_against_steps_and_wall_seconds(tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
 
 
+def test_plot_curves_leaves_variants_out_unless_asked(tmp_path):
+    benchmark, plot_curves = load_script("benchmark"), load_script("plot_curves")
+    for algo in ("ppo", "grpo", "grpo@frontier", "vpg"):
+        write_result(benchmark, tmp_path, algo, "CartPole-v1", 0, 480.0, curve=[[10_000, 480.0]])
+    labels = lambda algos: sorted(plot_curves.from_benchmark(tmp_path, algos)["CartPole-v1"].steps)  # noqa: E731
+    assert labels(None) == ["grpo (200k)", "ppo (200k)", "vpg (200k)"]
+    assert labels(["grpo*", "ppo"]) == ["grpo (200k)", "grpo@frontier (200k)", "ppo (200k)"]
+
+
 def test_every_shipped_zoo_entry_builds():
     """Each entry of each YAML in zoo_configs/ is valid for its algorithm (no typos in keys, classes or kwargs)."""
     import yaml
