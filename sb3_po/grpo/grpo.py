@@ -40,9 +40,14 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     Each rollout opens ``n_groups`` groups. The members of a group are ``group_size`` (G) whole episodes
     that all start from the same state (drawn from the env's reset distribution, or with
     ``start_states="visited"`` from states visited in earlier rollouts) and then differ by their sampled
-    actions and the env's own randomness. Each member is scored by its return R_i, and the **group
-    advantage** ``A_i = (R_i - mean(R)) / std(R)`` goes to every step of its episode (outcome
-    supervision). There is no critic. The policy maximises PPO's clipped **surrogate** with the
+    actions and the env's own randomness. With DeepSeekMath's outcome supervision (``supervision="outcome"``) each
+    member is scored by its return R_i, and the **group advantage** ``A_i = (R_i - mean(R)) / std(R)`` goes to
+    every step of its episode. The default is a per-step group baseline (``supervision="step_mean"``, Group Policy
+    Gradient): step t of member i gets its discounted reward-to-go ``G_t^i`` minus the mean ``G_t`` of the group's
+    members still running at step t, divided by the group's std. With ``gamma=0.99`` and 16 minibatches per epoch
+    this was the best setting across the benchmark's control envs (CartPole-v1 500 on 5 of 5 seeds against 434 for
+    outcome supervision, InvertedPendulum-v5 950 against 222, Acrobot-v1 level; see the README's ablation).
+    There is no critic. The policy maximises PPO's clipped **surrogate** with the
     **ratio** ``r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t)``, minus ``beta`` times the **KL to a reference
     policy**, estimated per step by DeepSeekMath's ``k3 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1`` (its value
     estimates KL(pi_theta || pi_ref); its expected gradient at pi_theta = pi_old is that of the forward
@@ -70,15 +75,15 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param n_groups: Number of groups per rollout (>= 1)
     :param n_epochs: Number of passes over the rollout per update
     :param n_minibatches: Number of minibatches the rollout's steps are split into in every epoch
-    :param gamma: Discount of the returns that score the episodes (1: the episode return)
+    :param gamma: Discount of the returns and rewards-to-go that score the episodes' steps (1: the episode return)
     :param clip_range: epsilon of the clipped surrogate, float or schedule
     :param clip_range_upper: upper epsilon (DAPO's clip-higher); ``None`` uses ``clip_range``
     :param supervision: The group advantage estimator (:mod:`sb3_po.grpo.advantages`), by name or class:
-        ``"outcome"`` (episode return, the default), ``"process"`` (per-step rewards normalised over the group,
-        advantage = sum of the normalised rewards to go; zero advantages where every step's reward is the same, as
-        on CartPole or MountainCar), ``"step_mean"`` (per-step group baselines, Group Policy Gradient: the member's
-        reward-to-go minus the mean reward-to-go of the group's members running at the same step), ``"step_rloo"``
-        (the same with the other members' mean, leave-one-out), or a
+        ``"step_mean"`` (the default; per-step group baselines, Group Policy Gradient: the member's reward-to-go
+        minus the mean reward-to-go of the group's members running at the same step), ``"step_rloo"`` (the same
+        with the other members' mean, leave-one-out), ``"outcome"`` (the episode's return for all its steps),
+        ``"process"`` (per-step rewards normalised over the group, advantage = sum of the normalised rewards to go;
+        zero advantages where every step's reward is the same, as on CartPole or MountainCar), or a
         :class:`~sb3_po.grpo.advantages.GroupAdvantage` subclass
     :param supervision_kwargs: Further keyword arguments of the estimator (``gamma``, ``scale_rewards``,
         ``advantage`` and ``softmax_temperature`` are passed to those that take them)
@@ -148,11 +153,11 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         group_size: int = 16,
         n_groups: int = 2,
         n_epochs: int = 10,
-        n_minibatches: int = 4,
-        gamma: float = 1.0,
+        n_minibatches: int = 16,
+        gamma: float = 0.99,
         clip_range: float | Schedule = 0.2,
         clip_range_upper: float | Schedule | None = None,
-        supervision: str | type[GroupAdvantage] = "outcome",
+        supervision: str | type[GroupAdvantage] = "step_mean",
         supervision_kwargs: dict[str, Any] | None = None,
         advantage: str = "mean_std",
         scale_rewards: str = "group",

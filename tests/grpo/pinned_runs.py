@@ -29,7 +29,10 @@ def _env(env_id: Any, n_envs: int, mode: str = "auto", seed: int = 0):
     )
 
 
-# name -> (env factory, GRPO keyword arguments); policy "MlpPolicy" unless the kwargs name one
+# The defaults of GRPO when the file was written; every configuration below starts from them
+OLD_DEFAULTS: dict[str, Any] = dict(supervision="outcome", gamma=1.0, n_minibatches=4)
+
+# name -> (env factory, GRPO keyword arguments over OLD_DEFAULTS); policy "MlpPolicy" unless the kwargs name one
 CONFIGS: dict[str, tuple[Any, dict[str, Any]]] = {
     "outcome_one_env": (lambda: _env("CartPole-v1", 1), dict(group_size=4, n_groups=2)),
     "process_three_envs_kl": (
@@ -106,7 +109,7 @@ def run(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     th.set_num_threads(1)
     np.random.seed(0)  # some envs draw from NumPy's global RNG when built (SimpleMultiObsEnv's images)
     make, kwargs = CONFIGS[name]
-    kwargs = dict(kwargs)
+    kwargs = {**OLD_DEFAULTS, **kwargs}
     model = GRPO(kwargs.pop("policy", "MlpPolicy"), make(), seed=0, device="cpu", **kwargs)
     stop = _StopAfterRollouts(N_ROLLOUTS)
     model.learn(10**9, callback=stop)

@@ -106,7 +106,7 @@ def test_critic_free_policy_has_no_value_parameters():
 
 
 def test_outcome_advantage_reaches_every_step_of_the_episode():
-    model = GRPO("MlpPolicy", make_env(StartEnv), group_size=4, n_groups=2, seed=0, device="cpu")
+    model = GRPO("MlpPolicy", make_env(StartEnv), group_size=4, n_groups=2, supervision="outcome", seed=0, device="cpu")
     model.learn(1)
     buffer = model.rollout_buffer
     per_episode = np.split(buffer.advantages, np.cumsum(buffer.episode_lengths)[:-1])

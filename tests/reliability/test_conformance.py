@@ -245,9 +245,10 @@ def test_vec_normalize(algo):
     # the model acts on normalised observations
     np.testing.assert_allclose(model._last_obs, env.normalize_obs(env.get_original_obs()), rtol=1e-6)
     if algo is GRPO:
-        # CartPole gives +1 per step: the raw return of each member episode is its length
+        # CartPole gives +1 per step: the raw (discounted) return of an episode of length L is sum_t gamma^t
         buffer = model.rollout_buffer
-        np.testing.assert_array_equal(buffer.episode_returns.reshape(-1), buffer.episode_lengths)
+        lengths = np.asarray(buffer.episode_lengths)
+        np.testing.assert_allclose(buffer.episode_returns.reshape(-1), (1 - model.gamma**lengths) / (1 - model.gamma))
     else:
         rewards = model.rollout_buffer.rewards
         assert not np.allclose(rewards, 1.0) and np.all(rewards > 0)  # normalised, not CartPole's raw +1
