@@ -210,12 +210,16 @@ AGGREGATE_SETS: dict[str, list[str]] = {
 REFERENCE_ALGO = "ppo"
 
 
-def load_results(results_dir: Path) -> list[dict[str, Any]]:
-    """Every stored run, --quick ones (which live apart) excepted."""
+def load_results(results_dir: Path, variants: bool = True) -> list[dict[str, Any]]:
+    """
+    Every stored run, --quick ones (which live apart) excepted.
+
+    :param variants: include the ablation variants (``algo@variant``), which the ablation table reports
+    """
     return [
         json.loads(path.read_text())
         for path in sorted(results_dir.glob("*/*/*/seed*.json"))
-        if path.relative_to(results_dir).parts[0] != "quick"
+        if path.relative_to(results_dir).parts[0] != "quick" and (variants or "@" not in path.relative_to(results_dir).parts[0])
     ]
 
 
@@ -244,8 +248,9 @@ def wall_to_solve(runs: list[dict[str, Any]]) -> str:
 
 
 def report(results_dir: Path) -> str:
+    """The results table: every algorithm's cells, the ablation variants left out (see :func:`ablation`)."""
     cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    for r in load_results(results_dir):
+    for r in load_results(results_dir, variants=False):
         cells.setdefault((r["env"], r["algo"], r["budget"]), []).append(r)
     lines = [
         "| env | algo | budget | env steps taken (mean) | seeds | final eval (mean +- std over seeds) | per seed | solved "
@@ -537,7 +542,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.report:
         print(report(args.results_dir))
-        results = load_results(args.results_dir)
+        results = load_results(args.results_dir, variants=False)
         for name, envs in AGGREGATE_SETS.items():  # each aggregate over a fixed set: every row covers the same envs
             agg = aggregate_set(results, name, envs)
             rows = aggregate_rows(agg)

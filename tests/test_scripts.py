@@ -234,3 +234,12 @@ def test_shipped_throughput_times_each_algorithm_and_divides_by_ppo():
     assert [row["n_envs"] for row in rows] == [8, 16]  # the RL Zoo's PPO entry and the shipped GRPO entry
     assert rows[0]["ratio_to_ppo"] == 1.0
     assert rows[1]["ratio_to_ppo"] == rows[1]["steps_per_second"] / rows[0]["steps_per_second"] > 0
+
+
+def test_report_leaves_the_ablation_variants_out(tmp_path):
+    benchmark = load_script("benchmark")
+    write_result(benchmark, tmp_path, "grpo", "CartPole-v1", 0, 500.0)
+    write_result(benchmark, tmp_path, "grpo@frontier", "CartPole-v1", 0, 100.0)
+    rows = benchmark.report(tmp_path).splitlines()[2:]
+    assert [row.split(" | ")[1] for row in rows] == ["grpo"]
+    assert {r["algo"] for r in benchmark.load_results(tmp_path)} == {"grpo", "grpo@frontier"}
