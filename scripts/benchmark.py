@@ -216,12 +216,12 @@ def load_results(results_dir: Path, variants: bool = True) -> list[dict[str, Any
 
     :param variants: include the ablation variants (``algo@variant``), which the ablation table reports
     """
-    algos = {path.relative_to(results_dir).parts[0]: path for path in sorted(results_dir.glob("*/*/*/seed*.json"))}
-    wanted = {algo for algo in algos if algo != "quick" and (variants or "@" not in algo)}
+    paths = sorted(results_dir.glob("*/*/*/seed*.json"))
+    algos = [path.relative_to(results_dir).parts[0] for path in paths]
     return [
         json.loads(path.read_text())
-        for path in sorted(results_dir.glob("*/*/*/seed*.json"))
-        if path.relative_to(results_dir).parts[0] in wanted
+        for path, algo in zip(paths, algos, strict=True)
+        if algo != "quick" and (variants or "@" not in algo)
     ]
 
 
