@@ -220,11 +220,12 @@ def shipped_throughput(env_id: str, algos: list[str], budget: int, rounds: int) 
 
     from sb3_po.common.registry import build_model
 
+    hyperparams = {algo: load_hyperparams(algo, env_id) for algo in algos}
     seconds: dict[str, list[float]] = {algo: [] for algo in algos}
     steps: dict[str, list[int]] = {algo: [] for algo in algos}
     for _ in range(rounds):
         for algo in algos:
-            model = build_model(algo, env_id, 0, load_hyperparams(algo, env_id))
+            model = build_model(algo, env_id, 0, hyperparams[algo])
             start = time.perf_counter()
             model.learn(budget)
             seconds[algo].append(time.perf_counter() - start)
@@ -233,7 +234,7 @@ def shipped_throughput(env_id: str, algos: list[str], budget: int, rounds: int) 
         dict(
             algo=algo,
             env=env_id,
-            n_envs=load_hyperparams(algo, env_id).get("n_envs", 1),
+            n_envs=hyperparams[algo].get("n_envs", 1),
             steps_per_second=float(np.median(np.array(steps[algo]) / np.array(seconds[algo]))),
         )
         for algo in algos
