@@ -216,13 +216,12 @@ def load_results(results_dir: Path, variants: bool = True) -> list[dict[str, Any
 
     :param variants: include the ablation variants (``algo@variant``), which the ablation table reports
     """
-    paths = sorted(results_dir.glob("*/*/*/seed*.json"))
-    algos = [path.relative_to(results_dir).parts[0] for path in paths]
-    return [
-        json.loads(path.read_text())
-        for path, algo in zip(paths, algos, strict=True)
-        if algo != "quick" and (variants or "@" not in algo)
-    ]
+    runs = []
+    for path in sorted(results_dir.glob("*/*/*/seed*.json")):
+        algo = path.relative_to(results_dir).parts[0]
+        if algo != "quick" and (variants or "@" not in algo):
+            runs.append(json.loads(path.read_text()))
+    return runs
 
 
 def first_reached(points: list[float], scores: list[float], threshold: float) -> float | None:
