@@ -57,6 +57,8 @@ ENVS: dict[str, dict[str, Any]] = {
     # Hopper's threshold is about the RL Zoo PPO's published Hopper score (2410 on Hopper-v3), not gymnasium's 3800.
     "LunarLanderContinuous-v3": dict(budget=1_000_000, threshold=200.0, random=-206.7, eval_freq=50_000),
     "Hopper-v5": dict(budget=1_000_000, threshold=2400.0, random=17.0, eval_freq=50_000),
+    # gymnasium's registered reward_threshold (the RL Zoo's published PPO HalfCheetah-v3 model: 5836)
+    "HalfCheetah-v5": dict(budget=1_000_000, threshold=4800.0, random=-267.7, eval_freq=50_000),
 }
 # The issue's table: what a run without --envs trains.
 TABLE_ENVS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "Pendulum-v1", "MountainCarContinuous-v0", "LunarLander-v3"]
@@ -90,12 +92,12 @@ def split_variant(algo: str) -> tuple[str, str | None]:
 
 def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     """
-    The RL Zoo style entry for ``env_id``: from ``zoo_configs/<algo>.yml``, else (SB3's own algorithms)
-    from the hyperparameter files installed with rl_zoo3; empty (the algorithm's defaults) if neither has one.
-    A variant (``algo@name``) applies its overrides from ``scripts/variants.yml`` to that entry.
+    The RL Zoo style entry for ``env_id`` (see :func:`entry_source`): from ``zoo_configs/<algo>.yml``, else (SB3's
+    own algorithms) from the hyperparameter files installed with rl_zoo3; empty (the algorithm's defaults) if
+    neither has one. A variant (``algo@name``) applies its overrides from ``scripts/variants.yml`` to that entry.
     """
     algo, variant = split_variant(algo)
-    hyperparams = _shipped_hyperparams(algo, env_id)
+    hyperparams = dict(_shipped_entry(algo, env_id)[0])
     if variant is not None:
         variants = (yaml.safe_load(VARIANTS_FILE.read_text()) or {}).get(algo, {})
         if variant not in variants:
@@ -105,19 +107,38 @@ def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     return hyperparams
 
 
-def _shipped_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
-    candidates = [config_path(algo)]
+def entry_source(algo: str, env_id: str) -> str | None:
+    """
+    Where :func:`load_hyperparams` takes ``env_id``'s entry from, as ``<file>:<env id>``; None for the algorithm's
+    defaults. The RL Zoo has MuJoCo entries for the v4 envs only: a reference algorithm without an entry for
+    ``env_id`` takes the entry of the newest earlier version of the same env (Hopper-v5 -> Hopper-v4), and each run
+    records which.
+    """
+    return _shipped_entry(split_variant(algo)[0], env_id)[1]
+
+
+def older_versions(env_id: str) -> list[str]:
+    """``env_id`` and then its earlier versions, newest first: Hopper-v5 -> [Hopper-v5, Hopper-v4, ..., Hopper-v0]."""
+    name, sep, version = env_id.rpartition("-v")
+    if not sep or not version.isdigit():
+        return [env_id]
+    return [f"{name}-v{v}" for v in range(int(version), -1, -1)]
+
+
+def _shipped_entry(algo: str, env_id: str) -> tuple[dict[str, Any], str | None]:
+    candidates = [(config_path(algo), [env_id])]
     if algo in reference_algorithms():
         spec = importlib.util.find_spec("rl_zoo3")  # its YAML files only: rl_zoo3 is not imported
         if spec is None or not spec.submodule_search_locations:
             raise MissingExtraError(missing_extra_message("rl_zoo3", f"{algo}'s hyperparameters (the RL Zoo's)", "benchmark"))
-        candidates.append(Path(spec.submodule_search_locations[0]) / "hyperparams" / f"{algo}.yml")
-    for path in candidates:
+        candidates.append((Path(spec.submodule_search_locations[0]) / "hyperparams" / f"{algo}.yml", older_versions(env_id)))
+    for path, env_ids in candidates:
         if path.exists():
             entries = yaml.safe_load(path.read_text()) or {}
-            if env_id in entries:
-                return dict(entries[env_id])
-    return {}
+            for entry_env in env_ids:
+                if entry_env in entries:
+                    return dict(entries[entry_env]), f"{path.parent.parent.name}/{path.parent.name}/{path.name}:{entry_env}"
+    return {}, None
 
 
 class PeriodicEval(BaseCallback):
@@ -182,6 +203,7 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
         budget=budget,
         env_steps=int(model.num_timesteps),
         hyperparams={k: str(v) for k, v in hyperparams.items()},
+        entry=entry_source(algo, env_id),  # the file and env id of the entry (an older version's for some references)
         final_eval_mean=final,
         curve=callback.curve,
         curve_wall_seconds=callback.wall_seconds,  # results before this key have the total train time only

@@ -210,6 +210,21 @@ def test_every_shipped_zoo_entry_builds():
     assert built >= 12
 
 
+def test_references_fall_back_to_the_rl_zoos_older_env_versions():
+    """The RL Zoo has MuJoCo entries for v4 only: PPO on Hopper-v5 trains with Hopper-v4's entry and says so."""
+    benchmark = load_script("benchmark")
+    assert benchmark.older_versions("Hopper-v5") == [f"Hopper-v{v}" for v in (5, 4, 3, 2, 1, 0)]
+    assert benchmark.older_versions("MyEnv") == ["MyEnv"]
+    assert benchmark.entry_source("ppo", "Hopper-v5") == "rl_zoo3/hyperparams/ppo.yml:Hopper-v4"
+    assert benchmark.load_hyperparams("ppo", "Hopper-v5")["gamma"] == 0.999  # the v4 entry's, not PPO's default
+    assert (
+        benchmark.entry_source("trpo", "LunarLanderContinuous-v3") == "rl_zoo3/hyperparams/trpo.yml:LunarLanderContinuous-v3"
+    )
+    # ours never fall back: an entry is measured on its own env version, or the algorithm's defaults apply
+    assert benchmark.entry_source("grpo@vine", "Hopper-v5") == "sb3_po/zoo_configs/grpo.yml:Hopper-v5"
+    assert benchmark.entry_source("grpo", "Hopper-v4") is None and benchmark.load_hyperparams("grpo", "Hopper-v4") == {}
+
+
 def test_ablation_table_targets_zero_spread_and_steps_per_update(tmp_path):
     benchmark = load_script("benchmark")
     for seed, score in enumerate([-120.0, -100.0, -140.0]):  # PPO: mean -120, std 16.3 -> target -136.3
