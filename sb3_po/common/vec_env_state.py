@@ -85,8 +85,9 @@ def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:
         layer = layer.venv
     if mid_episode and not all(env.get_attr("can_restore_mid_episode")):
         raise EnvStateError(
-            "Restoring states visited mid-episode needs envs whose state can be saved mid-episode; in seed mode only "
-            "reset states can be shared. Use start_states='reset' or state_mode='auto'/'state'/'copy'."
+            "Restoring states visited mid-episode (GRPO's start_states='visited'/'frontier', branch_states > 0) needs "
+            "envs whose state can be saved mid-episode; in seed mode only reset states can be shared. Use "
+            "start_states='reset' and branch_states=0, or state_mode='auto'/'state'/'copy'."
         )
 
 

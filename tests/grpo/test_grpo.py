@@ -251,6 +251,8 @@ def test_clear_errors():
         GRPO("MlpPolicy", VecNormalize(make_env(StartEnv)))
     with pytest.raises(EnvStateError, match="mid-episode"):
         GRPO("MlpPolicy", "CartPole-v1", state_mode="seed", start_states="visited")
+    with pytest.raises(EnvStateError, match="start_states='reset' and branch_states=0"):
+        GRPO("MlpPolicy", "CartPole-v1", state_mode="seed", branch_states=4)
     with pytest.raises(EnvStateError, match="LunarLander"):
         GRPO("MlpPolicy", "LunarLander-v3")
     GRPO("MlpPolicy", "LunarLander-v3", state_mode="seed", group_size=2, n_groups=1).learn(10)
