@@ -97,7 +97,7 @@ def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     neither has one. A variant (``algo@name``) applies its overrides from ``scripts/variants.yml`` to that entry.
     """
     algo, variant = split_variant(algo)
-    hyperparams = dict(_shipped_entry(algo, env_id)[0])
+    hyperparams, _ = _shipped_entry(algo, env_id)  # a fresh dict: variants update it
     if variant is not None:
         variants = (yaml.safe_load(VARIANTS_FILE.read_text()) or {}).get(algo, {})
         if variant not in variants:
