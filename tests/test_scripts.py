@@ -139,6 +139,11 @@ def test_benchmark_aggregates_against_the_reference(tmp_path):
     no_reference = benchmark.aggregate_set(results, "one", ["CartPole-v1", "Acrobot-v1"], reference_algo="partial")
     assert no_reference.scores == {}
     assert no_reference.left_out["algo"] == "no partial reference on Acrobot-v1"
+    # the part of a set its reference covers (what --report aggregates as "<set>-partial" meanwhile)
+    assert benchmark.reference_envs(results, ["Acrobot-v1", "CartPole-v1"], "partial") == ["CartPole-v1"]
+    assert benchmark.reference_envs(results, ["Acrobot-v1", "CartPole-v1"]) == ["Acrobot-v1", "CartPole-v1"]
+    covered = benchmark.aggregate_set(results, "one-partial", ["CartPole-v1"], reference_algo="partial")
+    assert sorted(covered.scores) == ["algo", "partial", "ppo"] and covered.left_out == {}
 
 
 def test_benchmark_report_wall_time_to_solve(tmp_path):
