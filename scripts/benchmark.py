@@ -424,7 +424,8 @@ def aggregate_set(
 
 def reference_envs(results: list[dict[str, Any]], envs: list[str], reference_algo: str = REFERENCE_ALGO) -> list[str]:
     """The envs of ``envs`` (in that order) on which ``reference_algo`` is measured at the env's budget."""
-    measured = {r["env"] for r in results if r["algo"] == reference_algo and r["env"] in ENVS and r["budget"] == ENVS[r["env"]]["budget"]}
+    at_budget = [r for r in results if r["env"] in ENVS and r["budget"] == ENVS[r["env"]]["budget"]]
+    measured = {r["env"] for r in at_budget if r["algo"] == reference_algo}
     return [env for env in envs if env in measured]
 
 
