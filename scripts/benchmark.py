@@ -384,6 +384,11 @@ def stratified_bootstrap(
     )
 
 
+def at_env_budget(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs at their env's shared budget (the aggregates' runs; other budgets are side experiments)."""
+    return [r for r in results if r["env"] in ENVS and r["budget"] == ENVS[r["env"]]["budget"]]
+
+
 class AggregateSet(NamedTuple):
     """The normalised final scores of the algorithms measured on every env of a set, and why the others are left out."""
 
@@ -403,9 +408,8 @@ def aggregate_set(
     measured, and only if the reference is measured on all of them too (otherwise there is no normaliser).
     """
     finals: dict[str, dict[str, list[float]]] = {}
-    for r in results:
-        if r["env"] in ENVS and r["budget"] == ENVS[r["env"]]["budget"]:
-            finals.setdefault(r["algo"], {}).setdefault(r["env"], []).append(r["final_eval_mean"])
+    for r in at_env_budget(results):
+        finals.setdefault(r["algo"], {}).setdefault(r["env"], []).append(r["final_eval_mean"])
     measured = finals.get(reference_algo, {})
     reference = {env: float(np.mean(measured[env])) for env in envs if env in measured}
     no_reference = [env for env in envs if env not in reference]
@@ -424,8 +428,7 @@ def aggregate_set(
 
 def reference_envs(results: list[dict[str, Any]], envs: list[str], reference_algo: str = REFERENCE_ALGO) -> list[str]:
     """The envs of ``envs`` (in that order) on which ``reference_algo`` is measured at the env's budget."""
-    at_budget = [r for r in results if r["env"] in ENVS and r["budget"] == ENVS[r["env"]]["budget"]]
-    measured = {r["env"] for r in at_budget if r["algo"] == reference_algo}
+    measured = {r["env"] for r in at_env_budget(results) if r["algo"] == reference_algo}
     return [env for env in envs if env in measured]
 
 
