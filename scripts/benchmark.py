@@ -16,6 +16,7 @@ the env's, shared by all algorithms.
 """
 
 import argparse
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -96,15 +97,27 @@ def load_hyperparams(algo: str, env_id: str) -> dict[str, Any]:
     own algorithms) from the hyperparameter files installed with rl_zoo3; empty (the algorithm's defaults) if
     neither has one. A variant (``algo@name``) applies its overrides from ``scripts/variants.yml`` to that entry.
     """
-    algo, variant = split_variant(algo)
-    hyperparams, _ = _shipped_entry(algo, env_id)  # a fresh dict: variants update it
+    base, variant = split_variant(algo)
+    hyperparams, _ = _shipped_entry(base, env_id)  # a fresh dict: variants update it
     if variant is not None:
-        variants = (yaml.safe_load(VARIANTS_FILE.read_text()) or {}).get(algo, {})
-        if variant not in variants:
-            raise ValueError(f"No variant {variant!r} of {algo} in {VARIANTS_FILE}: one of {sorted(variants)}")
-        hyperparams.update(variants[variant].get("*") or {})
-        hyperparams.update(variants[variant].get(env_id) or {})
+        overrides = variant_entry(algo)
+        if overrides.get("entry") == "none":  # the algorithm's defaults, not the shipped entry (a reference's baseline)
+            hyperparams = {}
+        hyperparams.update(overrides.get("*") or {})
+        hyperparams.update(overrides.get(env_id) or {})
     return hyperparams
+
+
+def variant_entry(algo: str) -> dict[str, Any]:
+    """
+    The overrides of the variant ``algo@name`` in ``scripts/variants.yml``: ``"*"`` (every env), an env id (that
+    env), and ``entry: none`` to start from the algorithm's defaults instead of the shipped entry.
+    """
+    base, variant = split_variant(algo)
+    variants = (yaml.safe_load(VARIANTS_FILE.read_text()) or {}).get(base, {})
+    if variant not in variants:
+        raise ValueError(f"No variant {variant!r} of {base} in {VARIANTS_FILE}: one of {sorted(variants)}")
+    return variants[variant]
 
 
 def entry_source(algo: str, env_id: str) -> str | None:
@@ -114,7 +127,10 @@ def entry_source(algo: str, env_id: str) -> str | None:
     ``env_id`` takes the entry of the newest earlier version of the same env (Hopper-v5 -> Hopper-v4), and each run
     records which.
     """
-    return _shipped_entry(split_variant(algo)[0], env_id)[1]
+    base, variant = split_variant(algo)
+    if variant is not None and variant_entry(algo).get("entry") == "none":
+        return None
+    return _shipped_entry(base, env_id)[1]
 
 
 def older_versions(env_id: str) -> list[str]:
@@ -184,6 +200,45 @@ class PeriodicEval(BaseCallback):
         return True
 
 
+# The distributions whose versions every result records (issue 31): what produced the numbers, beside the commit
+VERSIONED = ("torch", "numpy", "gymnasium", "mujoco", "box2d", "stable-baselines3", "sb3-contrib", "rl_zoo3", "sb3-po")
+
+
+def run_versions() -> dict[str, str | None]:
+    """
+    The versions a run records: python, every distribution of ``VERSIONED`` (None where not installed), the git
+    commit of the checkout (with ``-dirty`` when tracked files differ from it; None outside a git checkout) and
+    the machine.
+    """
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    try:
+
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        versions["commit"] = git("rev-parse", "HEAD") + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        versions["commit"] = None
+    versions["machine"] = f"{platform.machine()} {cpu_model()}, {os.cpu_count()} cores, {platform.system()}"
+    return versions
+
+
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown processor"
+
+
 def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_eval_episodes: int) -> dict[str, Any]:
     th.set_num_threads(1)
     hyperparams = load_hyperparams(algo, env_id)
@@ -214,6 +269,7 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
         train_seconds=wall,
         n_params=int(sum(p.numel() for p in model.policy.parameters())),
         machine=f"{platform.machine()} {os.cpu_count()} cores, torch {th.__version__}, 1 thread",
+        versions=run_versions(),  # results before this key record the machine line above only
     )
 
 

@@ -169,6 +169,14 @@ def test_benchmark_run_records_wall_seconds_per_evaluation():
     assert steps == [1024, 2048, 2048] and len(wall) == 3  # two periodic evaluations and the final one
     assert 0 < wall[0] < wall[1] <= wall[2] <= result["train_seconds"]
     assert wall[2] > 0.9 * result["train_seconds"]  # the final point is taken when training has ended
+    versions = result["versions"]  # what produced the numbers: every package, the commit and the machine
+    import gymnasium
+    import stable_baselines3
+
+    assert versions["gymnasium"] == gymnasium.__version__ and versions["stable-baselines3"] == stable_baselines3.__version__
+    assert versions["sb3-po"] == __import__("sb3_po").__version__ and versions["python"] == sys.version.split()[0]
+    assert set(benchmark.VERSIONED) | {"python", "commit", "machine"} == set(versions)
+    assert versions["commit"] is None or len(versions["commit"].removesuffix("-dirty")) == 40
 
 
 def test_plot_curves_from_benchmark_against_steps_and_wall_seconds(tmp_path):
@@ -228,6 +236,9 @@ def test_references_fall_back_to_the_rl_zoos_older_env_versions():
     # ours never fall back: an entry is measured on its own env version, or the algorithm's defaults apply
     assert benchmark.entry_source("grpo@vine", "Hopper-v5") == "sb3_po/zoo_configs/grpo.yml:Hopper-v5"
     assert benchmark.entry_source("grpo", "Hopper-v4") is None and benchmark.load_hyperparams("grpo", "Hopper-v4") == {}
+    # the second PPO reference starts from PPO's defaults (``entry: none``), not from the zoo's tuned entry
+    assert benchmark.load_hyperparams("ppo@defaults_vecnorm", "Hopper-v5") == {"normalize": True}
+    assert benchmark.entry_source("ppo@defaults_vecnorm", "Hopper-v5") is None
 
 
 def test_ablation_table_targets_zero_spread_and_steps_per_update(tmp_path):
