@@ -1,5 +1,6 @@
 """Early, clear failures for what would otherwise poison a policy silently."""
 
+import math
 from collections.abc import Sequence
 from numbers import Real
 from typing import Any
@@ -96,11 +97,25 @@ class FiniteCheckCallback(BaseCallback):
         return True
 
 
-def check_finite_loss(algo: str, loss: th.Tensor, **context: Any) -> None:
-    """Raise ``FloatingPointError`` before a non-finite loss reaches the optimiser (the parameters stay as they are)."""
-    if not bool(th.isfinite(loss)):
-        details = ", ".join(f"{k}={float(v):.4g}" for k, v in context.items())
+def check_finite_loss(algo: str, loss: th.Tensor | float, **context: Any) -> None:
+    """
+    Raise ``FloatingPointError`` before a non-finite loss reaches the optimiser (the parameters stay as they are).
+
+    :param loss: the loss, or a float an algorithm already has (the sum of the loss terms it logs: no extra tensor
+        operation per minibatch)
+    :param context: values named in the message, read only when it is raised; a tensor of several elements
+        is reported by its maximum (``ratio=ratio`` reads ``ratio max=...``)
+    """
+    value = loss if isinstance(loss, float) else float(loss)
+    if not math.isfinite(value):
+        details = ", ".join(_describe(k, v) for k, v in context.items())
         raise FloatingPointError(
-            f"{algo}: the loss is {float(loss)} ({details}); the optimiser step was not taken, so the parameters are "
+            f"{algo}: the loss is {value} ({details}); the optimiser step was not taken, so the parameters are "
             "those of the last finite step. Lower the learning rate or check the rewards' scale."
         )
+
+
+def _describe(name: str, value: Any) -> str:
+    if isinstance(value, th.Tensor) and value.numel() > 1:
+        return f"{name} max={float(value.max()):.4g}"
+    return f"{name}={float(value):.4g}"

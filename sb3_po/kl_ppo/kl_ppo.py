@@ -306,17 +306,18 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
                 kl = policy_kl(self.kl_estimator, pi_old_batch, pi_theta, rollout_data.old_log_prob, log_prob)
                 kl_mean = kl.mean()
                 kl_penalty = self.beta * kl_mean
-                policy_loss = -surrogate.mean() + kl_penalty
+                surrogate_mean = surrogate.mean()
+                policy_loss = -surrogate_mean + kl_penalty
                 if self.kl_cutoff_coef > 0:
                     kl_cutoff = self.kl_cutoff_coef * F.relu(kl_mean - self.kl_cutoff_factor * self.kl_target) ** 2
                     policy_loss = policy_loss + kl_cutoff
                     kl_cutoffs.append(kl_cutoff.detach())
 
                 # logged values stay tensors until the end of train(): no extra synchronisation per minibatch
-                surrogates.append(surrogate.mean().detach())
+                surrogates.append(surrogate_mean.detach())
                 kls.append(kl_mean.detach())
                 kl_penalties.append(kl_penalty.detach())
-                pg_losses.append(policy_loss.item())
+                pg_losses.append(policy_loss.item())  # the floats logged below also check the loss (no extra op)
 
                 if self.clip_range_vf is None:
                     values_pred = values
@@ -343,7 +344,8 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
                         print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
                     break
 
-                check_finite_loss("KLPPO", loss, kl=kl_mean, beta=self.beta, ratio_max=ratio.max())
+                loss_value = pg_losses[-1] + self.ent_coef * entropy_losses[-1] + self.vf_coef * value_losses[-1]
+                check_finite_loss("KLPPO", loss_value, kl=kl_mean, beta=self.beta, ratio=ratio)
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

@@ -80,6 +80,10 @@ def test_check_helpers():
     check_finite_loss("X", th.tensor(1.0))
     with pytest.raises(FloatingPointError, match=r"X: the loss is inf \(kl=inf\)"):
         check_finite_loss("X", th.tensor(float("inf")), kl=th.tensor(float("inf")))
+    # a float (the sum of the terms an algorithm logs anyway), and a tensor of context reported by its maximum
+    check_finite_loss("X", 1.5, ratio=th.tensor([1.0, float("nan")]))
+    with pytest.raises(FloatingPointError, match=r"X: the loss is nan \(beta=2, ratio max=3\)"):
+        check_finite_loss("X", float("nan"), beta=2.0, ratio=th.tensor([1.0, 3.0]))
 
 
 def test_exploding_kl_cannot_overflow_beta_or_poison_the_policy():

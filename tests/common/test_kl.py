@@ -6,7 +6,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.distributions import make_proba_distribution
 
-from sb3_po.common.kl import exact_kl, index_distribution, kl_k1, kl_k3, policy_kl, snapshot
+from sb3_po.common.kl import FrozenCategorical, exact_kl, index_distribution, kl_k1, kl_k3, policy_kl, snapshot
 
 BATCH = 7
 
@@ -122,11 +122,21 @@ def test_snapshot_is_frozen_against_the_policy_mutating_its_distribution():
 
 
 def test_index_distribution_and_policy_kl_dispatch():
-    p, q = make_pair(spaces.Box(-1, 1, (2,)))
     idx = np.array([4, 0])
-    th.testing.assert_close(
-        exact_kl(index_distribution(p, idx), index_distribution(q.distribution, idx)), exact_kl(p, q.distribution)[idx]
-    )
+    for space in (spaces.Box(-1, 1, (2,)), spaces.Discrete(5), spaces.MultiDiscrete([3, 4, 2])):
+        p, q = make_pair(space)
+        whole = exact_kl(p, q.distribution)
+        # either side indexed (a categorical one becomes a FrozenCategorical: no renormalisation per minibatch)
+        th.testing.assert_close(exact_kl(index_distribution(p, idx), index_distribution(q.distribution, idx)), whole[idx])
+        q_idx = q.distribution[0] if isinstance(q.distribution, list) else q.distribution
+        if isinstance(space, spaces.Discrete):  # the indexed snapshot against a live torch Categorical of the minibatch
+            live = th.distributions.Categorical(logits=q_idx.logits[idx])
+            frozen = index_distribution(p, idx)
+            assert isinstance(frozen, FrozenCategorical)
+            th.testing.assert_close(exact_kl(frozen, live), whole[idx])
+            th.testing.assert_close(
+                exact_kl(live, frozen), th.distributions.kl_divergence(live, p.__class__(logits=p.logits[idx]))
+            )
     log_p, log_q = th.tensor([0.0, -1.0]), th.tensor([-0.5, -0.5])
     th.testing.assert_close(policy_kl("k1", None, None, log_p, log_q), log_p - log_q)
     th.testing.assert_close(policy_kl("k3", None, None, log_p, log_q), kl_k3(log_p, log_q))
