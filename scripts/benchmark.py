@@ -286,18 +286,35 @@ AGGREGATE_SETS: dict[str, list[str]] = {
 # The normalised score's 1 on each env: this algorithm's mean final score, measured in the same table (same budget,
 # machine and evaluation protocol), so that the aggregates compare algorithms with PPO rather than with a solve line.
 REFERENCE_ALGO = "ppo"
+# PPO's two references (issue 31): the RL Zoo's tuned entry (``ppo``) and SB3's defaults with VecNormalize, no per-env
+# tuning (``ppo@defaults_vecnorm``, scripts/variants.yml). Both are reported as cells; the aggregates normalise each env
+# by the stronger of the two there (higher mean final score), and the ablation targets are set by it.
+REFERENCE_CELLS: dict[str, tuple[str, ...]] = {"ppo": ("ppo", "ppo@defaults_vecnorm")}
+
+
+def reference_cells(reference: str) -> tuple[str, ...]:
+    """The cells (algorithm or variant names) that stand for the reference ``reference``: itself unless listed above."""
+    return REFERENCE_CELLS.get(reference, (reference,))
+
+
+def strongest_cell(finals: dict[str, Any], reference: str = REFERENCE_ALGO) -> str | None:
+    """Of ``reference``'s cells measured in ``finals`` (cell -> its seeds' final scores), the one with the highest mean."""
+    measured = [cell for cell in reference_cells(reference) if len(finals.get(cell, [])) > 0]
+    return max(measured, key=lambda cell: float(np.mean(finals[cell]))) if measured else None
 
 
 def load_results(results_dir: Path, variants: bool = True) -> list[dict[str, Any]]:
     """
     Every stored run, --quick ones (which live apart) excepted.
 
-    :param variants: include the ablation variants (``algo@variant``), which the ablation table reports
+    :param variants: include the ablation variants (``algo@variant``), which the ablation table reports; the
+        variants that are references (``REFERENCE_CELLS``) are always included
     """
+    references = {cell for cells in REFERENCE_CELLS.values() for cell in cells}
     runs = []
     for path in sorted(results_dir.glob("*/*/*/seed*.json")):
         algo = path.relative_to(results_dir).parts[0]
-        if algo != "quick" and (variants or "@" not in algo):
+        if algo != "quick" and (variants or "@" not in algo or algo in references):
             runs.append(json.loads(path.read_text()))
     return runs
 
@@ -326,6 +343,46 @@ def wall_to_solve(runs: list[dict[str, Any]]) -> str:
     return "-" if median is None else f"{median:.0f}"
 
 
+def version_key(run: dict[str, Any]) -> tuple[tuple[str, str | None], ...] | None:
+    """What produced a run, less its commit (python, packages, machine); None for a run stored before runs recorded it."""
+    versions = run.get("versions")
+    return None if versions is None else tuple((k, v) for k, v in versions.items() if k != "commit")
+
+
+class VersionSets:
+    """
+    The version records of a table's runs, each distinct one labelled ``V1``, ``V2``, ... (in order of the records),
+    for a "versions" column and the legend printed under the table; ``-`` marks runs stored before the record existed.
+    """
+
+    def __init__(self, runs: list[dict[str, Any]]):
+        keys = sorted({key for r in runs if (key := version_key(r)) is not None})
+        self.labels = {key: f"V{i + 1}" for i, key in enumerate(keys)}
+        self.runs = runs
+
+    def cell(self, runs: list[dict[str, Any]]) -> str:
+        """The labels of ``runs``' records, e.g. ``V1`` or ``V1, -``."""
+        labels = {"-" if (key := version_key(r)) is None else self.labels[key] for r in runs}
+        return ", ".join(sorted(labels, key=lambda label: (label == "-", label)))
+
+    def legend(self) -> str:
+        lines = []
+        for key, label in self.labels.items():
+            runs = [r for r in self.runs if version_key(r) == key]
+            commits = sorted({str(r["versions"].get("commit"))[:12] for r in runs})
+            described = ", ".join(f"{k} {v}" for k, v in key if k != "machine" and v is not None)
+            missing = [k for k, v in key if v is None]
+            lines.append(
+                f"- {label} ({len(runs)} runs): {described}"
+                + (f"; not installed: {', '.join(missing)}" if missing else "")
+                + f"; machine: {dict(key).get('machine')}; commits: {', '.join(commits)}"
+            )
+        old = sum(version_key(r) is None for r in self.runs)
+        if old:
+            lines.append(f"- - ({old} runs): versions not recorded (stored before runs recorded them; machine line only)")
+        return "Versions:\n" + "\n".join(lines)
+
+
 def report(results_dir: Path) -> str:
     """The results table: every algorithm's cells, the ablation variants left out (see :func:`ablation`)."""
     cells: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
@@ -333,9 +390,10 @@ def report(results_dir: Path) -> str:
         cells.setdefault((r["env"], r["algo"], r["budget"]), []).append(r)
     lines = [
         "| env | algo | budget | env steps taken (mean) | seeds | final eval (mean +- std over seeds) | per seed | solved "
-        "| median steps to solve | train time (s/run) | median wall time to solve (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| median steps to solve | train time (s/run) | median wall time to solve (s) | versions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    versions = VersionSets([r for runs in cells.values() for r in runs])
     for (env_id, algo, budget), runs in sorted(cells.items()):
         finals = np.array([r["final_eval_mean"] for r in runs])
         solved = [r["steps_to_threshold"] for r in runs if r["steps_to_threshold"] is not None]
@@ -345,9 +403,9 @@ def report(results_dir: Path) -> str:
             f"| {env_id} | {algo} | {budget:,} | {np.mean([r['env_steps'] for r in runs]):,.0f} | {len(runs)} "
             f"| {finals.mean():.1f} +- {finals.std():.1f} | {per_seed} "
             f"| {len(solved)}/{len(runs)} | {median} | {np.mean([r['train_seconds'] for r in runs]):.0f} "
-            f"| {wall_to_solve(runs)} |"
+            f"| {wall_to_solve(runs)} | {versions.cell(runs)} |"
         )
-    return "\n".join(lines)
+    return "\n".join([*lines, "", versions.legend()])
 
 
 def ablation(results_dir: Path, algo: str, reference: str = REFERENCE_ALGO) -> str:
@@ -359,20 +417,24 @@ def ablation(results_dir: Path, algo: str, reference: str = REFERENCE_ALGO) -> s
     """
     cells: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
     for r in load_results(results_dir):
-        if split_variant(r["algo"])[0] in (algo, reference):
+        if split_variant(r["algo"])[0] == algo or r["algo"] in reference_cells(reference):
             cells.setdefault((r["env"], r["budget"]), {}).setdefault(r["algo"], []).append(r)
     lines = [
         f"| env | budget | variant | seeds | final eval (mean +- std) | per seed | solved | vs target ({reference}) "
-        "| zero-spread groups | env steps per update | train time (s/run) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| zero-spread groups | env steps per update | train time (s/run) | versions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    versions = VersionSets(
+        [r for by_algo in cells.values() for name, runs in by_algo.items() if split_variant(name)[0] == algo for r in runs]
+    )
     for (env_id, budget), by_algo in sorted(cells.items()):
         variants = sorted(name for name in by_algo if split_variant(name)[0] == algo)
         if not variants:
             continue
         target = None
-        if reference in by_algo:
-            ref = np.array([r["final_eval_mean"] for r in by_algo[reference]])
+        strongest = strongest_cell({name: [r["final_eval_mean"] for r in runs] for name, runs in by_algo.items()}, reference)
+        if strongest is not None:  # the stronger of the reference's cells on this env (see REFERENCE_CELLS)
+            ref = np.array([r["final_eval_mean"] for r in by_algo[strongest]])
             target = ref.mean() - max(ref.std(), 0.02 * abs(ref.mean()))
         for name in variants:
             runs = by_algo[name]
@@ -382,12 +444,83 @@ def ablation(results_dir: Path, algo: str, reference: str = REFERENCE_ALGO) -> s
             updates = [len(r.get("trace", {}).get("train/zero_spread_groups", [])) for r in runs]
             per_update = [r["env_steps"] / n for r, n in zip(runs, updates, strict=True) if n]
             verdict = "n/a" if target is None else f"{'met' if finals.mean() >= target else 'missed'} ({target:.1f})"
+            if target is not None and strongest != reference:
+                verdict += f" ({strongest})"
             zero_cell = f"{np.mean(zero):.2f}" if zero else "-"
             per_update_cell = f"{np.mean(per_update):,.0f}" if per_update else "-"
             lines.append(
                 f"| {env_id} | {budget:,} | {name} | {len(runs)} | {finals.mean():.1f} +- {finals.std():.1f} "
                 f"| {', '.join(f'{f:.0f}' for f in finals)} | {solved}/{len(runs)} | {verdict} | {zero_cell} "
-                f"| {per_update_cell} | {np.mean([r['train_seconds'] for r in runs]):.0f} |"
+                f"| {per_update_cell} | {np.mean([r['train_seconds'] for r in runs]):.0f} | {versions.cell(runs)} |"
+            )
+    return "\n".join([*lines, "", versions.legend()])
+
+
+# Scores that others publish for these envs (issue 31): RL Zoo, sb3-contrib, CleanRL, Tianshou, Spinning Up, the papers.
+PUBLISHED_FILE = ROOT / "benchmark_results" / "published.yml"
+
+
+class PublishedScore(NamedTuple):
+    """One score as its source publishes it (``benchmark_results/published.yml``; its header says how each statistic reads)."""
+
+    env: str  # our env id (the source's version may be older: ``source_env``)
+    algo: str  # our algorithm name
+    score: float
+    std: float | None
+    source_env: str
+    budget: int | None
+    runs: int | None
+    statistic: str
+    source: str
+    url: str
+    settings: str
+
+
+def load_published(path: Path = PUBLISHED_FILE) -> dict[str, list[PublishedScore]]:
+    """Env id -> its published scores (an empty list where none was found)."""
+    entries = yaml.safe_load(path.read_text()) or {}
+    return {
+        env: [
+            PublishedScore(
+                env, e["algo"], float(e["score"]), e.get("std"), e["env"], e.get("budget"), e.get("runs"),
+                e.get("statistic", ""), e["source"], e.get("url", ""), e.get("settings", ""),
+            )
+            for e in (listed or [])
+        ]
+        for env, listed in entries.items()
+    }  # fmt: skip
+
+
+def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
+    """
+    Every published score beside our cells of the same env and algorithm at the env's budget (PPO: both reference
+    cells), with the gap (published - ours) and whether it is larger than our seeds' std; envs where no source was
+    found say so.
+    """
+    ours: dict[tuple[str, str], list[float]] = {}
+    for r in at_env_budget(load_results(results_dir, variants=False)):
+        ours.setdefault((r["env"], r["algo"]), []).append(r["final_eval_mean"])
+    lines = [
+        "| env | algo | published | its env | its budget | its runs | statistic | source | ours (mean +- std, seeds) "
+        "| published - ours | beyond our std |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for env_id, scores in load_published(path).items():
+        if not scores:
+            lines.append(f"| {env_id} | | none found | | | | | | | | |")
+        for p in scores:
+            cells = [c for c in reference_cells(p.algo) if (env_id, c) in ours]
+            mine = [np.array(ours[(env_id, c)]) for c in cells]
+            number = f"{p.score:.1f}" + ("" if p.std is None else f" +- {float(p.std):.1f}")
+            budget = "?" if p.budget is None else f"{int(p.budget):,}"
+            source = f"[{p.source}]({p.url})" if p.url else p.source
+            pairs = list(zip(cells, mine, strict=True))
+            ours_cell = "; ".join(f"{c}: {m.mean():.1f} +- {m.std():.1f} ({len(m)})" for c, m in pairs)
+            gap = "; ".join(f"{c}: {p.score - m.mean():+.1f}" for c, m in pairs)
+            beyond = "; ".join(f"{c}: {'yes' if abs(p.score - m.mean()) > m.std() else 'no'}" for c, m in pairs)
+            lines.append(
+                f"| {env_id} | {p.algo} | {number} | {p.source_env} | {budget} | {p.runs or '?'} | {p.statistic} | {source} "
+                f"| {ours_cell or 'not measured'} | {gap or '-'} | {beyond or '-'} |"
             )
     return "\n".join(lines)
 
@@ -453,6 +586,7 @@ class AggregateSet(NamedTuple):
     reference: dict[str, float]  # env -> REFERENCE_ALGO's mean final score there (the normalised 1)
     scores: dict[str, list[np.ndarray]]  # algo -> its seeds' normalised final scores, one array per env (``envs`` order)
     left_out: dict[str, str]  # algo -> the reason
+    reference_cell: dict[str, str]  # env -> the reference's cell that stands for it there (the strongest)
 
 
 def aggregate_set(
@@ -462,10 +596,23 @@ def aggregate_set(
     The runs of ``results`` at each env's shared budget (other budgets are side experiments), normalised by
     :func:`normalised_score` against ``reference_algo``'s mean. An algorithm enters only with every env of ``envs``
     measured, and only if the reference is measured on all of them too (otherwise there is no normaliser).
+
+    Where the reference has several cells (``REFERENCE_CELLS``: PPO's zoo entry and its defaults with VecNormalize),
+    ``reference_algo`` stands on each env for the strongest of them measured there (its seeds are the reference's,
+    for the normaliser, the IQM and P(algo > reference)); the other cells are not rows of the aggregate.
     """
     finals: dict[str, dict[str, list[float]]] = {}
     for r in at_env_budget(results):
         finals.setdefault(r["algo"], {}).setdefault(r["env"], []).append(r["final_eval_mean"])
+    cells = reference_cells(reference_algo)
+    reference_cell = {}
+    for env in envs:
+        cell = strongest_cell({c: finals.get(c, {}).get(env, []) for c in cells}, reference_algo)
+        if cell is not None:
+            reference_cell[env] = cell
+    by_cell = {c: finals.pop(c, {}) for c in cells}
+    if reference_cell:
+        finals[reference_algo] = {env: by_cell[cell][env] for env, cell in reference_cell.items()}
     measured = finals.get(reference_algo, {})
     reference = {env: float(np.mean(measured[env])) for env in envs if env in measured}
     no_reference = [env for env in envs if env not in reference]
@@ -479,12 +626,12 @@ def aggregate_set(
             left_out[algo] = "; ".join(reasons)
             continue
         scores[algo] = [normalised_score(ran[env], ENVS[env]["random"], reference[env]) for env in envs]
-    return AggregateSet(name, list(envs), reference, scores, left_out)
+    return AggregateSet(name, list(envs), reference, scores, left_out, reference_cell)
 
 
 def reference_envs(results: list[dict[str, Any]], envs: list[str], reference_algo: str = REFERENCE_ALGO) -> list[str]:
     """The envs of ``envs`` (in that order) on which ``reference_algo`` is measured at the env's budget."""
-    measured = {r["env"] for r in at_env_budget(results) if r["algo"] == reference_algo}
+    measured = {r["env"] for r in at_env_budget(results) if r["algo"] in reference_cells(reference_algo)}
     return [env for env in envs if env in measured]
 
 
@@ -521,10 +668,12 @@ def aggregate_rows(agg: AggregateSet, n_bootstrap: int = 2000, seed: int = 0) ->
 
 def aggregate(agg: AggregateSet, rows: list[AggregateRow]) -> str:
     """One aggregate as Markdown: its normaliser, the table of :func:`aggregate_rows` and the algorithms left out."""
-    ref = ", ".join(f"{env} {agg.reference[env]:.1f}" for env in agg.envs if env in agg.reference)
+    ref = ", ".join(f"{env} {agg.reference[env]:.1f} ({agg.reference_cell[env]})" for env in agg.envs if env in agg.reference)
+    cells = reference_cells(REFERENCE_ALGO)
     lines = [
         f"Aggregate '{agg.name}' over {', '.join(agg.envs)}: normalised score (score - random) / "
-        f"({REFERENCE_ALGO} mean - random); {REFERENCE_ALGO} means: {ref or 'none measured'}",
+        f"({REFERENCE_ALGO} mean - random); {REFERENCE_ALGO} means: {ref or 'none measured'}"
+        + (f". On each env {REFERENCE_ALGO} is the stronger of its cells {', '.join(cells)} there." if len(cells) > 1 else ""),
         "",
         f"| algo | runs | IQM | 95% CI | P(algo > {REFERENCE_ALGO}) | 95% CI |",
         "|---|---|---|---|---|---|",
@@ -621,6 +770,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
     parser.add_argument("--report", action="store_true", help="print the tables from the stored results and exit")
     parser.add_argument("--ablation", metavar="ALGO", default=None, help="print ALGO's ablation table (its variants) and exit")
+    parser.add_argument("--published", action="store_true", help="print the published scores beside ours and exit")
     parser.add_argument("--plot-dir", type=Path, default=None, help="--report: also plot each aggregate as a PNG here")
     parser.add_argument("--memory", metavar="ENV_ID", default=None, help="measure parameters and peak memory on ENV_ID")
     parser.add_argument("--memory-steps", type=int, default=20_000)
@@ -628,6 +778,9 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.ablation:
         print(ablation(args.results_dir, args.ablation))
+        return
+    if args.published:
+        print(published(args.results_dir))
         return
     if args.report:
         print(report(args.results_dir))

@@ -144,6 +144,19 @@ def test_benchmark_aggregates_against_the_reference(tmp_path):
     assert benchmark.reference_envs(results, ["Acrobot-v1", "CartPole-v1"]) == ["Acrobot-v1", "CartPole-v1"]
     covered = benchmark.aggregate_set(results, "one-partial", ["CartPole-v1"], reference_algo="partial")
     assert sorted(covered.scores) == ["algo", "partial", "ppo"] and covered.left_out == {}
+    # PPO's second reference (SB3's defaults + VecNormalize) stands for ppo where it is stronger: on CartPole here
+    for seed, score in enumerate([323.7, 323.7, 323.7]):  # mean 323.7 > the zoo entry's 223.7; Acrobot: not measured
+        write_result(benchmark, tmp_path, "ppo@defaults_vecnorm", "CartPole-v1", seed, score)
+    results = benchmark.load_results(tmp_path, variants=False)  # reference cells are kept among the non-variants
+    assert {r["algo"] for r in results} == {"algo", "ppo", "ppo@defaults_vecnorm", "partial"}
+    strongest = benchmark.aggregate_set(results, "two", ["CartPole-v1", "Acrobot-v1"])
+    assert strongest.reference_cell == {"CartPole-v1": "ppo@defaults_vecnorm", "Acrobot-v1": "ppo"}
+    np.testing.assert_allclose(list(strongest.reference.values()), [323.7, -297.1])
+    assert sorted(strongest.scores) == ["algo", "ppo"]  # the cells are not rows of their own
+    np.testing.assert_allclose(strongest.scores["ppo"][0], [1.0, 1.0, 1.0])  # the defaults' seeds stand for ppo there
+    np.testing.assert_allclose(strongest.scores["algo"][0], [4 / 3, 1.0, 2 / 3])  # 423.7, 323.7, 223.7 over 300
+    header = benchmark.aggregate(strongest, benchmark.aggregate_rows(strongest, n_bootstrap=20)).splitlines()[0]
+    assert "CartPole-v1 323.7 (ppo@defaults_vecnorm), Acrobot-v1 -297.1 (ppo)" in header
 
 
 def test_benchmark_report_wall_time_to_solve(tmp_path):
@@ -156,9 +169,29 @@ def test_benchmark_report_wall_time_to_solve(tmp_path):
     write_result(benchmark, tmp_path, "mixed", "CartPole-v1", 0, 500.0, curve=curve, curve_wall_seconds=[1.0, 2.0, 3.0])
     write_result(benchmark, tmp_path, "mixed", "CartPole-v1", 1, 500.0)
     report = benchmark.report(tmp_path)
-    assert "| CartPole-v1 | old | 200,000 | 200,000 | 2 | 261.9 +- 238.2 | 500, 24 | 0/2 | - | 1 | n/a |" in report
-    assert "| CartPole-v1 | new | 200,000 | 200,000 | 3 | 500.0 +- 0.0 | 500, 500, 500 | 0/3 | - | 1 | 6 |" in report
-    assert "| mixed | 200,000 | 200,000 | 2 | 500.0 +- 0.0 | 500, 500 | 0/2 | - | 1 | n/a (1/2 recorded) |" in report
+    assert "| CartPole-v1 | old | 200,000 | 200,000 | 2 | 261.9 +- 238.2 | 500, 24 | 0/2 | - | 1 | n/a | - |" in report
+    assert "| CartPole-v1 | new | 200,000 | 200,000 | 3 | 500.0 +- 0.0 | 500, 500, 500 | 0/3 | - | 1 | 6 | - |" in report
+    assert "| mixed | 200,000 | 200,000 | 2 | 500.0 +- 0.0 | 500, 500 | 0/2 | - | 1 | n/a (1/2 recorded) | - |" in report
+
+
+def test_report_marks_each_row_with_the_versions_that_produced_it(tmp_path):
+    benchmark = load_script("benchmark")
+    v1 = dict(python="3.11.7", torch="2.13.0", mujoco=None, machine="x86_64 2 cores", commit="a" * 40)
+    v2 = {**v1, "torch": "2.14.0", "commit": "b" * 40}
+    write_result(benchmark, tmp_path, "vpg", "CartPole-v1", 0, 500.0, versions=v1)
+    write_result(benchmark, tmp_path, "vpg", "CartPole-v1", 1, 500.0, versions={**v1, "commit": "c" * 40})  # same set
+    write_result(benchmark, tmp_path, "grpo", "CartPole-v1", 0, 500.0, versions=v2)
+    write_result(benchmark, tmp_path, "grpo", "CartPole-v1", 1, 500.0)  # stored before runs recorded versions
+    report = benchmark.report(tmp_path)
+    rows = {row.split(" | ")[1]: row.split(" | ")[-1] for row in report.splitlines()[2:4]}
+    assert rows == {"grpo": "V2, - |", "vpg": "V1 |"}
+    legend = report.split("Versions:\n")[1].splitlines()
+    assert legend[0] == (
+        "- V1 (2 runs): python 3.11.7, torch 2.13.0; not installed: mujoco; machine: x86_64 2 cores; commits: "
+        "aaaaaaaaaaaa, cccccccccccc"
+    )
+    assert legend[1].startswith("- V2 (1 runs): python 3.11.7, torch 2.14.0;")
+    assert legend[2].startswith("- - (1 runs): versions not recorded")
 
 
 def test_benchmark_run_records_wall_seconds_per_evaluation():
@@ -250,12 +283,22 @@ def test_ablation_table_targets_zero_spread_and_steps_per_update(tmp_path):
         write_result(benchmark, tmp_path, "grpo", "MountainCar-v0", seed, -200.0, trace=zero)
         write_result(benchmark, tmp_path, "grpo@frontier", "MountainCar-v0", seed, [-130.0, -110.0][seed], trace=zero)
     write_result(benchmark, tmp_path, "vpg", "MountainCar-v0", 0, -100.0)  # another algorithm: not in the table
-    rows = benchmark.ablation(tmp_path, "grpo").splitlines()[2:]
-    assert len(rows) == 2
+    rows = benchmark.ablation(tmp_path, "grpo").splitlines()[2:4]
     grpo, frontier = (row.split(" | ") for row in rows)
     assert grpo[2] == "grpo" and grpo[4] == "-200.0 +- 0.0" and grpo[7] == "missed (-136.3)"
     assert frontier[2] == "grpo@frontier" and frontier[4] == "-120.0 +- 10.0" and frontier[7] == "met (-136.3)"
     assert grpo[8] == "0.75" and grpo[9] == "125,000"
+    assert benchmark.ablation(tmp_path, "grpo").splitlines()[4:] == [
+        "",
+        "Versions:",
+        "- - (4 runs): versions not recorded (stored before runs recorded them; machine line only)",
+    ]
+    # a second PPO reference (SB3's defaults) that scores higher on this env sets the target instead, and is named
+    for seed, score in enumerate([-105.0, -95.0, -100.0]):  # mean -100, std 4.1 -> target -100 - max(4.1, 2) = -104.1
+        write_result(benchmark, tmp_path, "ppo@defaults_vecnorm", "MountainCar-v0", seed, score)
+    rows = [row.split(" | ") for row in benchmark.ablation(tmp_path, "grpo").splitlines()[2:5]]
+    assert [row[2] for row in rows[:2]] == ["grpo", "grpo@frontier"] and rows[2] == [""]  # the references are no rows
+    assert rows[1][7] == "missed (-104.1) (ppo@defaults_vecnorm)"
 
 
 def test_shipped_throughput_times_each_algorithm_and_divides_by_ppo():
@@ -271,6 +314,31 @@ def test_report_leaves_the_ablation_variants_out(tmp_path):
     benchmark = load_script("benchmark")
     write_result(benchmark, tmp_path, "grpo", "CartPole-v1", 0, 500.0)
     write_result(benchmark, tmp_path, "grpo@frontier", "CartPole-v1", 0, 100.0)
-    rows = benchmark.report(tmp_path).splitlines()[2:]
+    rows = benchmark.report(tmp_path).split("\n\n")[0].splitlines()[2:]
     assert [row.split(" | ")[1] for row in rows] == ["grpo"]
     assert {r["algo"] for r in benchmark.load_results(tmp_path)} == {"grpo", "grpo@frontier"}
+
+
+def test_published_scores_beside_ours(tmp_path):
+    benchmark = load_script("benchmark")
+    for seed, score in enumerate([700.0, 900.0]):  # ours: 800 +- 100
+        write_result(benchmark, tmp_path, "ppo", "Hopper-v5", seed, score)
+    write_result(benchmark, tmp_path, "ppo@defaults_vecnorm", "Hopper-v5", 0, 2000.0)
+    published = tmp_path / "published.yml"
+    published.write_text(
+        "Hopper-v5:\n"
+        "  - {algo: ppo, score: 2410.4, std: 10.0, env: Hopper-v3, budget: 1000000, runs: 1, statistic: one agent,\n"
+        "     source: RL Zoo, url: 'https://example.org/zoo', settings: tuned}\n"
+        "  - {algo: trpo, score: 3372.0, std: null, env: Hopper-v3, budget: null, runs: 3, source: sb3-contrib}\n"
+        "CartPole-v1: []\n"
+    )
+    loaded = benchmark.load_published(published)
+    assert loaded["CartPole-v1"] == [] and loaded["Hopper-v5"][1].std is None and loaded["Hopper-v5"][0].runs == 1
+    rows = benchmark.published(tmp_path, published).splitlines()[2:]
+    assert rows[0] == (
+        "| Hopper-v5 | ppo | 2410.4 +- 10.0 | Hopper-v3 | 1,000,000 | 1 | one agent | [RL Zoo](https://example.org/zoo) "
+        "| ppo: 800.0 +- 100.0 (2); ppo@defaults_vecnorm: 2000.0 +- 0.0 (1) | ppo: +1610.4; ppo@defaults_vecnorm: +410.4 "
+        "| ppo: yes; ppo@defaults_vecnorm: yes |"
+    )
+    assert rows[1] == "| Hopper-v5 | trpo | 3372.0 | Hopper-v3 | ? | 3 |  | sb3-contrib | not measured | - | - |"
+    assert rows[2] == "| CartPole-v1 | | none found | | | | | | | | |"

@@ -106,7 +106,7 @@ def check_finite_loss(algo: str, loss: th.Tensor | float, **context: Any) -> Non
     :param context: values named in the message, read only when it is raised; a tensor of several elements
         is reported by its maximum (``ratio=ratio`` reads ``ratio max=...``)
     """
-    value = loss if isinstance(loss, float) else float(loss)
+    value = loss if isinstance(loss, float) else float(loss.detach())
     if not math.isfinite(value):
         details = ", ".join(_describe(k, v) for k, v in context.items())
         raise FloatingPointError(
