@@ -1,0 +1,82 @@
+"""
+Wall time of one grid run one after the other in this process against the same grid on a local Ray with ``--workers``
+workers, back to back in this process, on this machine (issue 33). Both store into temporary results stores; the
+scores of the two must be identical, run for run. Writes the timings, the per-task overhead and the versions as JSON.
+
+    python scripts/cluster_speedup.py --algo vpg --env CartPole-v1 --seeds 8 --budget 50000 --workers 2 \\
+        --out benchmark_results/cluster_speedup.json
+
+Overhead per task: the worker-seconds Ray adds to each run, ``(workers * ray_wall - sequential_wall) / runs`` (Ray's
+start and shutdown included), and the mean of each task's latency (dispatch to result, seen by the driver) minus the
+seconds the run took on its worker (the first ``workers`` tasks also start their worker process).
+"""
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchmark
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", default="vpg")
+    parser.add_argument("--env", default="CartPole-v1", choices=list(benchmark.ENVS))
+    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--budget", type=int, default=50_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=benchmark.ROOT / "benchmark_results" / "cluster_speedup.json")
+    args = parser.parse_args(argv)
+
+    walls, finished = {}, {}
+    for mode in ("sequential", "ray"):
+        with tempfile.TemporaryDirectory() as results_dir:
+            runs = benchmark.grid([args.algo], [args.env], range(args.seeds), Path(results_dir), args.budget, None, 10)
+            start = time.perf_counter()
+            if mode == "sequential":
+                done = benchmark.dispatch(runs, Path(results_dir), sequential=True, bar=False)
+            else:
+                done = benchmark.dispatch(runs, Path(results_dir), workers=args.workers, bar=False)
+            walls[mode] = time.perf_counter() - start
+            finished[mode] = sorted(done, key=lambda f: f.run.seed)
+            print(f"{mode}: {walls[mode]:.1f} s", flush=True)
+
+    n = args.seeds
+    sequential, ray = finished["sequential"], finished["ray"]
+    identical = all(
+        s.result["final_eval_mean"] == r.result["final_eval_mean"] and s.result["curve"] == r.result["curve"]
+        for s, r in zip(sequential, ray, strict=True)
+    )
+    by_order = sorted(ray, key=lambda f: f.latency - f.seconds)
+    record = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        grid=dict(algo=args.algo, env=args.env, seeds=list(range(n)), budget=args.budget, n_eval_episodes=10),
+        workers=args.workers,
+        cpus=os.cpu_count(),
+        sequential_wall_seconds=walls["sequential"],
+        ray_wall_seconds=walls["ray"],
+        speedup=walls["sequential"] / walls["ray"],
+        overhead_worker_seconds_per_task=(args.workers * walls["ray"] - walls["sequential"]) / n,
+        mean_task_latency_minus_run_seconds=sum(f.latency - f.seconds for f in ray) / n,
+        latency_minus_run_seconds=[round(f.latency - f.seconds, 3) for f in by_order],
+        run_seconds=dict(sequential=[round(f.seconds, 2) for f in sequential], ray=[round(f.seconds, 2) for f in ray]),
+        final_scores=[f.result["final_eval_mean"] for f in sequential],
+        identical_scores=identical,
+        versions={**benchmark.run_versions(), "ray": importlib.metadata.version("ray")},
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in record.items() if k != "versions"}, indent=1))
+    if not identical:
+        raise SystemExit("the scores of the Ray runs differ from the sequential ones")
+
+
+if __name__ == "__main__":
+    main()
