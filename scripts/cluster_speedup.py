@@ -6,6 +6,9 @@ scores of the two must be identical, run for run. Writes the timings, the per-ta
     python scripts/cluster_speedup.py --algo vpg --env CartPole-v1 --seeds 8 --budget 50000 --workers 2 \\
         --out benchmark_results/cluster_speedup.json
 
+Other work on the machine distorts both walls: the CPU-seconds that processes other than this one and its Ray (found
+by an environment variable they inherit) used during each phase are recorded beside it (``others_cpu_seconds``).
+
 Overhead per task: the worker-seconds Ray adds to each run, ``(workers * ray_wall - sequential_wall) / runs`` (Ray's
 start and shutdown included), and the mean of each task's latency (dispatch to result, seen by the driver) minus the
 seconds the run took on its worker (the first ``workers`` tasks also start their worker process).
@@ -24,6 +27,28 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchmark
 
+MARKER = "SB3PO_CLUSTER_SPEEDUP"  # set here, inherited by the local Ray's processes: what is ours
+
+
+def others_cpu_seconds() -> dict[int, float]:
+    """CPU-seconds (user + system) so far of every process on this machine not carrying ``MARKER``, by PID."""
+    tick, needle, seconds = os.sysconf("SC_CLK_TCK"), f"{MARKER}=1".encode(), {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if needle in (entry / "environ").read_bytes().split(b"\0"):
+                    continue
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:  # gone meanwhile
+                continue
+            seconds[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def used_since(before: dict[int, float]) -> float:
+    """CPU-seconds other processes used since ``before`` (those that ended meanwhile are not counted)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in others_cpu_seconds().items())
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,16 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=benchmark.ROOT / "benchmark_results" / "cluster_speedup.json")
     args = parser.parse_args(argv)
 
-    walls, finished = {}, {}
+    os.environ[MARKER] = "1"
+    walls, finished, others = {}, {}, {}
     for mode in ("sequential", "ray"):
         with tempfile.TemporaryDirectory() as results_dir:
             runs = benchmark.grid([args.algo], [args.env], range(args.seeds), Path(results_dir), args.budget, None, 10)
+            others_before = others_cpu_seconds()
             start = time.perf_counter()
             if mode == "sequential":
                 done = benchmark.dispatch(runs, Path(results_dir), sequential=True, bar=False)
             else:
                 done = benchmark.dispatch(runs, Path(results_dir), workers=args.workers, bar=False)
             walls[mode] = time.perf_counter() - start
+            others[mode] = used_since(others_before)
             finished[mode] = sorted(done, key=lambda f: f.run.seed)
             print(f"{mode}: {walls[mode]:.1f} s", flush=True)
 
@@ -63,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         sequential_wall_seconds=walls["sequential"],
         ray_wall_seconds=walls["ray"],
         speedup=walls["sequential"] / walls["ray"],
+        others_cpu_seconds=others,
         overhead_worker_seconds_per_task=(args.workers * walls["ray"] - walls["sequential"]) / n,
         mean_task_latency_minus_run_seconds=sum(f.latency - f.seconds for f in ray) / n,
         latency_minus_run_seconds=[round(f.latency - f.seconds, 3) for f in by_order],
