@@ -744,7 +744,9 @@ class Progress:
     def failure(self, run: Run, error: BaseException) -> None:
         self.failed += 1
         self.running -= 1
-        self._line(f"[{self.counts()}] {run.label}: FAILED, {type(error).__name__}: {str(error).strip().splitlines()[-1]}")
+        self._line(
+            f"[{self.counts()}] {run.label}: FAILED, {type(error).__name__}: {(str(error).strip().splitlines() or [''])[-1]}"
+        )
 
     def _line(self, line: str) -> None:
         if self.bar is None:
