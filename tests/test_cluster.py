@@ -124,7 +124,7 @@ def alive_nodes(cluster: Cluster) -> int:
     return len(re.findall(r"node_[0-9a-f]+", active))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_cluster():
     marker, token = secrets.token_hex(8), secrets.token_hex(32)
     temp = tempfile.mkdtemp(prefix="sb3po-ray-")  # short: Ray's unix sockets live below it (a 107-character limit)
@@ -221,7 +221,18 @@ def assert_same_as_sequential(results: dict[str, dict], sequential: dict[str, di
         assert result["env_steps"] == sequential[label]["env_steps"] == 4096
 
 
-def test_grid_on_a_two_node_cluster_is_stored_once_and_equals_the_sequential_path(ray_cluster, sequential, tmp_path):
+def test_two_node_cluster_stores_every_run_once_equal_to_the_sequential_path(ray_cluster, sequential, tmp_path):
+    """
+    One test, one cluster (pytest-xdist would start a module's cluster once per worker that runs one of its tests):
+    the cluster is private; the grid dispatched with --ray-address is stored once and equals the sequential path, and
+    a rerun runs nothing; a worker killed mid-run is retried and its run stored once.
+    """
+    assert_private(ray_cluster)
+    assert_grid_stored_once(ray_cluster, sequential, tmp_path / "grid")
+    assert_killed_worker_retried(ray_cluster, sequential, tmp_path / "killed")
+
+
+def assert_private(ray_cluster: Cluster) -> None:
     # the cluster is private: token authentication refuses a client without the token; in its namespace the only
     # network interface is loopback
     refused = subprocess.run(
@@ -234,6 +245,8 @@ def test_grid_on_a_two_node_cluster_is_stored_once_and_equals_the_sequential_pat
         interfaces = [line.split(":")[0].strip() for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]]
         assert interfaces == ["lo"]
 
+
+def assert_grid_stored_once(ray_cluster: Cluster, sequential: dict[str, dict], tmp_path: Path) -> None:
     done = subprocess.run(driver(ray_cluster, tmp_path), env=ray_cluster.env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"4 runs: 0 already stored, 4 to run on the Ray cluster at {ray_cluster.address}" in done.stdout
@@ -253,7 +266,7 @@ def test_grid_on_a_two_node_cluster_is_stored_once_and_equals_the_sequential_pat
     assert not finished_lines(again.stdout) and sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.json")) == mtimes
 
 
-def test_a_worker_killed_mid_run_is_retried_and_its_run_stored_once(ray_cluster, sequential, tmp_path):
+def assert_killed_worker_retried(ray_cluster: Cluster, sequential: dict[str, dict], tmp_path: Path) -> None:
     proc = subprocess.Popen(
         driver(ray_cluster, tmp_path), env=ray_cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
