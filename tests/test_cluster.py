@@ -124,22 +124,48 @@ def alive_nodes(cluster: Cluster) -> int:
     return len(re.findall(r"node_[0-9a-f]+", active))
 
 
-@pytest.fixture
-def ray_cluster():
-    marker, token = secrets.token_hex(8), secrets.token_hex(32)
-    temp = tempfile.mkdtemp(prefix="sb3po-ray-")  # short: Ray's unix sockets live below it (a 107-character limit)
-    env = {
+def ray_env() -> dict[str, str]:
+    """The environment of every Ray process of a test and of its driver: a token of its own, a marker of its own."""
+    return {
         **os.environ,
-        MARKER: marker,
+        MARKER: secrets.token_hex(8),
         "RAY_AUTH_MODE": "token",  # every RPC needs the token, every process of the cluster and every driver has it
-        "RAY_AUTH_TOKEN": token,
+        "RAY_AUTH_TOKEN": secrets.token_hex(32),
         "RAY_USAGE_STATS_ENABLED": "0",
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join(
             dict.fromkeys(filter(None, [str(ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]))
         ),
     }
+
+
+def kill_all(marker: str) -> None:
+    """Kill every process carrying ``marker`` (a `ray stop` would stop every Ray on the machine) and check none is left."""
+    for _ in range(50):
+        pids = [pid for pid in cluster_pids(marker) if is_running(pid)]
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    assert not [pid for pid in cluster_pids(marker) if is_running(pid)], "processes of the Ray left running"
+
+
+@pytest.fixture
+def namespace():
+    """The prefix that runs a command in a network namespace with loopback only ([] where there is none)."""
     holder, prefix = network_namespace()
+    yield prefix
+    if holder is not None:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.fixture
+def ray_cluster(namespace):
+    env, prefix = ray_env(), namespace
+    temp = tempfile.mkdtemp(prefix="sb3po-ray-")  # short: Ray's unix sockets live below it (a 107-character limit)
     gcs, client, *node_ports = free_ports(14)
 
     def start(*args: str) -> None:
@@ -153,7 +179,7 @@ def ray_cluster():
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stdout + done.stderr
 
-    cluster = Cluster(f"127.0.0.1:{gcs}", env, prefix, holder is not None)
+    cluster = Cluster(f"127.0.0.1:{gcs}", env, prefix, bool(prefix))
     try:
         start("--head", "--port", str(gcs), "--ray-client-server-port", str(client), "--include-dashboard", "false")
         start("--address", cluster.address)
@@ -163,19 +189,8 @@ def ray_cluster():
             time.sleep(1)
         yield cluster
     finally:
-        for _ in range(50):  # the cluster's processes, found by their marker: a `ray stop` would stop every Ray here
-            pids = [pid for pid in cluster_pids(marker) if is_running(pid)]
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
-        if holder is not None:
-            holder.kill()
-            holder.wait()
+        kill_all(env[MARKER])  # the cluster's processes, found by their marker
         shutil.rmtree(temp, ignore_errors=True)
-        assert not [pid for pid in cluster_pids(marker) if is_running(pid)], "processes of the cluster left running"
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +309,26 @@ def assert_killed_worker_retried(ray_cluster: Cluster, sequential: dict[str, dic
     assert sorted(lines) == sorted(LABELS) and all(len(v) == 1 for v in lines.values()), out
     assert f" pid {pid}" not in lines[label][0]  # the killed run finished in another worker process: retried
     assert_same_as_sequential(stored(tmp_path), sequential)
+
+
+def test_local_ray_with_two_workers_equals_the_sequential_path_and_stops(namespace, sequential, tmp_path):
+    """The default without --ray-address: a local Ray started by the driver (here in the namespace), stopped at its end."""
+    env = ray_env()
+    command = [*namespace, sys.executable, str(ROOT / "scripts" / "benchmark.py"), *GRID, "--results-dir", str(tmp_path)]
+    try:
+        done = subprocess.run([*command, "--workers", "2"], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "4 runs: 0 already stored, 4 to run on a local Ray with 2 workers" in done.stdout
+        lines = finished_lines(done.stdout)
+        assert sorted(lines) == sorted(LABELS) and all(len(v) == 1 for v in lines.values()), done.stdout
+        assert_same_as_sequential(stored(tmp_path), sequential)
+        # the driver stopped its Ray: no process of it is left (given a moment to exit)
+        deadline = time.monotonic() + 30
+        while [pid for pid in cluster_pids(env[MARKER]) if is_running(pid)] and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not [process_title(pid) for pid in cluster_pids(env[MARKER]) if is_running(pid)]
+    finally:
+        kill_all(env[MARKER])
 
 
 def without_ray(*args: str) -> subprocess.CompletedProcess:
