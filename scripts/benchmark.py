@@ -785,6 +785,10 @@ def working_dir_excludes(results_dir: Path) -> list[str]:
 RAY_FEATURE = "benchmark.py on Ray (--ray-address, --workers)"
 
 
+class GridFailed(RuntimeError):
+    """Runs of a grid on Ray raised; the others are stored."""
+
+
 def run_on_ray(
     runs: list[Run], progress: Progress, address: str | None, workers: int, max_retries: int, results_dir: Path
 ) -> list[Finished]:
@@ -793,7 +797,7 @@ def run_on_ray(
     ``address`` None, on a local Ray started here with ``workers`` CPUs. The driver (this process) stores each result
     from the task's return value: the workers' disks need not be shared. At most as many runs are in flight as the
     cluster has CPUs, so that "running" counts what runs. A task whose worker process or node dies is run again
-    (``max_retries`` times, by Ray); a run that raises is reported and the others go on; the failures raise at the end.
+    (``max_retries`` times, by Ray); a run that raises is reported and the others go on; :class:`GridFailed` at the end.
     """
     ray = require("ray", feature=RAY_FEATURE, extra="cluster")
     if __name__ != "__main__":  # imported as a module: ray_task travels by value too (see its docstring)
@@ -834,26 +838,34 @@ def run_on_ray(
     finally:
         ray.shutdown()
     if failures:
-        raise RuntimeError(
+        raise GridFailed(
             f"{len(failures)} of {len(runs)} runs failed (the others are stored; a rerun runs the failed ones): "
             + "; ".join(f"{run.label}: {type(error).__name__}" for run, error in failures)
         )
     return finished
 
 
-def use_ray(sequential: bool, address: str | None, workers: int | None, max_retries: int | None, n_runs: int) -> bool:
-    """
-    Whether to dispatch to Ray: with ``--ray-address`` or ``--workers`` above 1 (Ray must be installed); by default
-    when Ray is installed, this machine has several CPUs and more than one run is left; never with ``--sequential``
-    or ``--workers 1``. Options that would change nothing are refused.
-    """
+def check_dispatch(sequential: bool, address: str | None, workers: int | None, max_retries: int | None) -> None:
+    """Refuse dispatch options that go against each other or would change nothing (ValueError naming them)."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    if max_retries is not None and max_retries < 0:
+        raise ValueError(f"--max-retries must be at least 0, not {max_retries}")
     if sequential and (address or workers is not None or max_retries is not None):
         raise ValueError("--sequential runs in this process: no --ray-address, --workers or --max-retries with it")
     if address and workers is not None:
         raise ValueError("--workers sizes a local Ray; a cluster joined with --ray-address has its own workers")
+    if workers == 1 and max_retries is not None:
+        raise ValueError("--max-retries retries Ray tasks: not with --workers 1, which runs in this process")
+
+
+def use_ray(sequential: bool, address: str | None, workers: int | None, n_runs: int) -> bool:
+    """
+    Whether to dispatch to Ray: with ``--ray-address`` or ``--workers`` above 1 (Ray must be installed); by default
+    when Ray is installed, this machine has several CPUs and more than one run is left; never with ``--sequential``
+    or ``--workers 1``.
+    """
     if sequential or workers == 1:
-        if max_retries is not None:
-            raise ValueError("--max-retries retries Ray tasks: not with --workers 1")
         return False
     if address or workers is not None:
         require("ray", feature=RAY_FEATURE, extra="cluster")
@@ -875,12 +887,9 @@ def dispatch(
     :func:`use_ray`) and stored as each finishes. A rerun skips what is stored, so an interrupted grid goes on where it
     stopped. Returns the runs finished now.
     """
-    if workers is not None and workers < 1:
-        raise ValueError(f"--workers must be at least 1, not {workers}")
-    if max_retries is not None and max_retries < 0:
-        raise ValueError(f"--max-retries must be at least 0, not {max_retries}")
+    check_dispatch(sequential, address, workers, max_retries)
     todo = [run for run in runs if not run.path.exists()]
-    on_ray = use_ray(sequential, address, workers, max_retries, len(todo))
+    on_ray = use_ray(sequential, address, workers, len(todo))
     workers = workers or os.cpu_count() or 1
     if on_ray:
         where = f"on the Ray cluster at {address}" if address else f"on a local Ray with {workers} workers"
@@ -957,10 +966,12 @@ def main(argv: list[str] | None = None) -> None:
     budget = QUICK_BUDGET if args.quick else args.budget
     runs = grid(algos, args.envs, seeds, results_dir, budget, args.eval_freq, args.n_eval_episodes)
     try:
-        dispatch(runs, results_dir, args.sequential, args.ray_address, args.workers, args.max_retries)
+        check_dispatch(args.sequential, args.ray_address, args.workers, args.max_retries)
     except ValueError as error:  # options that do not go together
         parser.error(str(error))
-    except (MissingExtraError, RuntimeError) as error:  # Ray not installed; runs that failed
+    try:
+        dispatch(runs, results_dir, args.sequential, args.ray_address, args.workers, args.max_retries)
+    except (MissingExtraError, GridFailed) as error:  # Ray not installed; runs that failed
         raise SystemExit(f"benchmark.py: {error}") from None
     print(report(results_dir))
 

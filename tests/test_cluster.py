@@ -245,6 +245,7 @@ def test_two_node_cluster_stores_every_run_once_equal_to_the_sequential_path(ray
     assert_private(ray_cluster)
     assert_grid_stored_once(ray_cluster, sequential, tmp_path / "grid")
     assert_killed_worker_retried(ray_cluster, sequential, tmp_path / "killed")
+    assert_a_failing_run_is_reported_and_the_others_stored(ray_cluster, tmp_path / "grid")
 
 
 def assert_private(ray_cluster: Cluster) -> None:
@@ -329,6 +330,19 @@ def test_local_ray_with_two_workers_equals_the_sequential_path_and_stops(namespa
         assert not [process_title(pid) for pid in cluster_pids(env[MARKER]) if is_running(pid)]
     finally:
         kill_all(env[MARKER])
+
+
+def assert_a_failing_run_is_reported_and_the_others_stored(ray_cluster: Cluster, results_dir: Path) -> None:
+    """A run that raises (no such variant) is not retried: reported, the grid goes on, the exit names it."""
+    command = driver(ray_cluster, results_dir, "--algos", "vpg", "vpg@no_such_variant", "kl_ppo", "--seeds", "1")
+    done = subprocess.run(command, env=ray_cluster.env, capture_output=True, text=True, timeout=300)
+    assert "3 runs: 2 already stored, 1 to run on the Ray cluster" in done.stdout, done.stdout + done.stderr
+    assert "[0/1 done, 0 running, 0 left, 1 failed] vpg@no_such_variant CartPole-v1 seed=0: FAILED" in done.stdout
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].startswith(
+        "benchmark.py: 1 of 1 runs failed (the others are stored; a rerun runs the failed ones): "
+        "vpg@no_such_variant CartPole-v1 seed=0: RayTaskError"
+    ), done.stderr
+    assert not (results_dir / "vpg@no_such_variant").exists()
 
 
 def without_ray(*args: str) -> subprocess.CompletedProcess:
