@@ -1,7 +1,9 @@
 """
 Wall time of one grid run one after the other in this process against the same grid on a local Ray with ``--workers``
-workers, back to back in this process, on this machine (issue 33). Both store into temporary results stores; the
-scores of the two must be identical, run for run. Writes the timings, the per-task overhead and the versions as JSON.
+workers, back to back in this process, on this machine (issue 33), and between them the same grid on ``--workers``
+plain processes (a multiprocessing pool, no Ray): the speed-up this machine allows with that many runs at once, the
+ceiling of Ray's. Each stores into a temporary results store; the scores must be identical, run for run. Writes the
+timings, the per-task overhead and the versions as JSON.
 
     python scripts/cluster_speedup.py --algo vpg --env CartPole-v1 --seeds 8 --budget 50000 --workers 2 \\
         --out benchmark_results/cluster_speedup.json
@@ -18,6 +20,7 @@ import argparse
 import datetime
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -36,8 +39,8 @@ def others_cpu_seconds() -> dict[int, float]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    continue
+                if int(entry.name) == os.getpid() or needle in (entry / "environ").read_bytes().split(b"\0"):
+                    continue  # this process (its environ file shows the variables it started with) and its children
                 fields = (entry / "stat").read_text().rpartition(")")[2].split()
             except OSError:  # gone meanwhile
                 continue
@@ -48,6 +51,18 @@ def others_cpu_seconds() -> dict[int, float]:
 def used_since(before: dict[int, float]) -> float:
     """CPU-seconds other processes used since ``before`` (those that ended meanwhile are not counted)."""
     return sum(cpu - before.get(pid, 0.0) for pid, cpu in others_cpu_seconds().items())
+
+
+def in_processes(runs: list, workers: int) -> list:
+    """The runs on ``workers`` fresh processes (spawned: each imports torch and SB3 as a Ray worker does), no Ray."""
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        outcomes = pool.starmap(benchmark.execute, [run.arguments for run in runs], chunksize=1)
+    wall = time.perf_counter() - start
+    return [
+        benchmark.Finished(run, result, node, seconds, wall)
+        for run, (result, node, seconds) in zip(runs, outcomes, strict=True)
+    ]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,13 +77,15 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ[MARKER] = "1"
     walls, finished, others = {}, {}, {}
-    for mode in ("sequential", "ray"):
+    for mode in ("sequential", "processes", "ray"):
         with tempfile.TemporaryDirectory() as results_dir:
             runs = benchmark.grid([args.algo], [args.env], range(args.seeds), Path(results_dir), args.budget, None, 10)
             others_before = others_cpu_seconds()
             start = time.perf_counter()
             if mode == "sequential":
                 done = benchmark.dispatch(runs, Path(results_dir), sequential=True, bar=False)
+            elif mode == "processes":
+                done = in_processes(runs, args.workers)
             else:
                 done = benchmark.dispatch(runs, Path(results_dir), workers=args.workers, bar=False)
             walls[mode] = time.perf_counter() - start
@@ -79,8 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     n = args.seeds
     sequential, ray = finished["sequential"], finished["ray"]
     identical = all(
-        s.result["final_eval_mean"] == r.result["final_eval_mean"] and s.result["curve"] == r.result["curve"]
-        for s, r in zip(sequential, ray, strict=True)
+        s.result["final_eval_mean"] == o.result["final_eval_mean"] and s.result["curve"] == o.result["curve"]
+        for mode in ("processes", "ray")
+        for s, o in zip(sequential, finished[mode], strict=True)
     )
     by_order = sorted(ray, key=lambda f: f.latency - f.seconds)
     record = dict(
@@ -90,7 +108,10 @@ def main(argv: list[str] | None = None) -> None:
         cpus=os.cpu_count(),
         sequential_wall_seconds=walls["sequential"],
         ray_wall_seconds=walls["ray"],
+        processes_wall_seconds=walls["processes"],
         speedup=walls["sequential"] / walls["ray"],
+        speedup_processes=walls["sequential"] / walls["processes"],  # the machine's ceiling for this many at once
+        ray_over_processes=walls["ray"] / walls["processes"],
         others_cpu_seconds=others,
         overhead_worker_seconds_per_task=(args.workers * walls["ray"] - walls["sequential"]) / n,
         mean_task_latency_minus_run_seconds=sum(f.latency - f.seconds for f in ray) / n,
