@@ -72,12 +72,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--budget", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--order", nargs=3, default=["sequential", "processes", "ray"], help="the three phases, in order")
     parser.add_argument("--out", type=Path, default=benchmark.ROOT / "benchmark_results" / "cluster_speedup.json")
     args = parser.parse_args(argv)
 
     os.environ[MARKER] = "1"
     walls, finished, others = {}, {}, {}
-    for mode in ("sequential", "processes", "ray"):
+    for mode in args.order:
         with tempfile.TemporaryDirectory() as results_dir:
             runs = benchmark.grid([args.algo], [args.env], range(args.seeds), Path(results_dir), args.budget, None, 10)
             others_before = others_cpu_seconds()
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         overhead_worker_seconds_per_task=(args.workers * walls["ray"] - walls["sequential"]) / n,
         mean_task_latency_minus_run_seconds=sum(f.latency - f.seconds for f in ray) / n,
         latency_minus_run_seconds=[round(f.latency - f.seconds, 3) for f in by_order],
-        run_seconds=dict(sequential=[round(f.seconds, 2) for f in sequential], ray=[round(f.seconds, 2) for f in ray]),
+        run_seconds={mode: [round(f.seconds, 2) for f in done] for mode, done in finished.items()},
+        order=list(args.order),
         final_scores=[f.result["final_eval_mean"] for f in sequential],
         identical_scores=identical,
         versions={**benchmark.run_versions(), "ray": importlib.metadata.version("ray")},
