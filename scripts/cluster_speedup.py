@@ -6,7 +6,7 @@ ceiling of Ray's. Each stores into a temporary results store; the scores must be
 timings, the per-task overhead and the versions as JSON.
 
     python scripts/cluster_speedup.py --algo vpg --env CartPole-v1 --seeds 8 --budget 50000 --workers 2 \\
-        --out benchmark_results/cluster_speedup.json
+        --out benchmark_results/cluster_speedup_run1.json
 
 Other work on the machine distorts both walls: the CPU-seconds that processes other than this one and its Ray (found
 by an environment variable they inherit) used during each phase are recorded beside it (``others_cpu_seconds``).
