@@ -84,17 +84,26 @@ def network_namespace() -> tuple[subprocess.Popen | None, list[str]]:
 
 
 def cluster_pids(marker: str) -> list[int]:
-    """The processes whose environment holds ``MARKER=marker``: every process the cluster's `ray start`s started."""
+    """
+    The processes whose environment holds ``MARKER=marker`` (every process the cluster's `ray start`s or the driver
+    started) and their descendants (Ray starts its agents with an environment of its own).
+    """
     needle = f"{MARKER}={marker}".encode()
-    pids = []
+    marked, parents = set(), {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) != os.getpid():
             try:
                 if needle in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
+                    marked.add(int(entry.name))
+                parents[int(entry.name)] = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
             except OSError:  # gone meanwhile, or not ours
                 pass
-    return pids
+    found = set(marked)
+    while True:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        if not children:
+            return sorted(found)
+        found |= children
 
 
 def is_running(pid: int) -> bool:
