@@ -757,6 +757,307 @@ def peak_memory(algo: str, env_id: str, steps: int) -> dict[str, Any]:
     return dict(algo=algo, env=env_id, steps=steps, n_params=n_params, peak_rss_mib=max_rss_kib / 1024)
 
 
+# --- Dispatch (issue 33): the runs of a grid one after the other in this process, or each as a Ray task ---------------
+
+
+class Run(NamedTuple):
+    """One run of a grid: the arguments of :func:`run_one` and the path of its result in the results store."""
+
+    algo: str
+    env_id: str
+    seed: int
+    budget: int
+    eval_freq: int
+    n_eval_episodes: int
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.algo} {self.env_id} seed={self.seed}"
+
+    @property
+    def arguments(self) -> tuple[str, str, int, int, int, int]:
+        """What :func:`run_one` takes: plain values, as they cross to a Ray worker."""
+        return self.algo, self.env_id, self.seed, self.budget, self.eval_freq, self.n_eval_episodes
+
+
+class Finished(NamedTuple):
+    """A finished run: its result (what :func:`run_one` returns) and where and how long it ran."""
+
+    run: Run
+    result: dict[str, Any]
+    node: str  # the machine that ran it (on Ray: host name, node id and worker process)
+    seconds: float  # the whole run where it ran: build, train, evaluate
+    latency: float  # from dispatch to its result in this process: ``seconds`` plus the dispatch overhead
+
+
+def grid(
+    algos: list[str],
+    envs: list[str],
+    seeds: range,
+    results_dir: Path,
+    budget: int | None,
+    eval_freq: int | None,
+    n_eval_episodes: int,
+) -> list[Run]:
+    """Every run of ``algos`` x ``envs`` x ``seeds``, env by env; ``budget`` None: each env's own."""
+    runs = []
+    for env_id in envs:
+        env_budget = budget or ENVS[env_id]["budget"]
+        env_eval_freq = min(eval_freq or ENVS.get(env_id, {}).get("eval_freq", EVAL_FREQ), env_budget)
+        for algo in algos:
+            for seed in seeds:
+                path = result_path(results_dir, algo, env_id, env_budget, seed)
+                runs.append(Run(algo, env_id, seed, env_budget, env_eval_freq, n_eval_episodes, path))
+    return runs
+
+
+def store_result(path: Path, result: dict[str, Any]) -> None:
+    """Write one run's result; atomic: an interrupted write leaves no half-written result, only a ``.tmp`` file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+
+
+def execute(
+    algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_eval_episodes: int, node: str | None = None
+) -> tuple[dict[str, Any], str, float]:
+    """:func:`run_one`, timed: ``(result, node, seconds)``; ``node`` default: this machine's host name."""
+    start = time.perf_counter()
+    result = run_one(algo, env_id, seed, budget, eval_freq, n_eval_episodes)
+    return result, node or platform.node(), time.perf_counter() - start
+
+
+def ray_task(arguments: tuple) -> tuple[dict[str, Any], str, float]:
+    """
+    One run on a Ray worker. The driver ships its checkout as Ray's ``working_dir`` (the worker's current directory,
+    first on its ``sys.path``): the worker imports this file and sb3_po from there, so every node runs the driver's
+    code, whatever is installed there besides. Only plain values cross: no class of this module has to be importable
+    on the worker under the name the driver knows it by (``__main__``, ``benchmark``).
+    """
+    import os
+    import sys
+
+    import ray
+
+    scripts = os.path.join(os.getcwd(), "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import benchmark
+
+    context = ray.get_runtime_context()
+    node = f"{platform.node()} {ray.util.get_node_ip_address()} node {context.get_node_id()[:8]} pid {os.getpid()}"
+    return benchmark.execute(*arguments, node=node)
+
+
+class Progress:
+    """
+    What a grid has done: one line per finished (or failed) run with the done / running / left counts, and a progress
+    bar (tqdm's) where stdout is a terminal and tqdm is installed.
+    """
+
+    def __init__(self, total: int, where: str, bar: bool | None = None):
+        self.total, self.done, self.running, self.failed = total, 0, 0, 0
+        if bar is None:
+            bar = sys.stdout.isatty() and importlib.util.find_spec("tqdm") is not None
+        self.bar = None
+        if bar:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="run", dynamic_ncols=True, desc=where)
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done - self.failed - self.running
+
+    def counts(self) -> str:
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{self.done}/{self.total} done, {self.running} running, {self.left} left{failed}"
+
+    def set_running(self, running: int) -> None:
+        self.running = running
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.running} running, {self.left} left", refresh=True)
+
+    def finished(self, finished: Finished) -> None:
+        self.done += 1
+        self.running -= 1
+        result = finished.result
+        self._line(
+            f"[{self.counts()}] {finished.run.label}: final {result['final_eval_mean']:.1f}, solved at "
+            f"{result['steps_to_threshold']}, {result['train_seconds']:.0f}s training, {finished.seconds:.0f}s in all, "
+            f"on {finished.node}"
+        )
+
+    def failure(self, run: Run, error: BaseException) -> None:
+        self.failed += 1
+        self.running -= 1
+        self._line(
+            f"[{self.counts()}] {run.label}: FAILED, {type(error).__name__}: {(str(error).strip().splitlines() or [''])[-1]}"
+        )
+
+    def _line(self, line: str) -> None:
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line)
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{self.running} running, {self.left} left", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_sequential(runs: list[Run], progress: Progress) -> list[Finished]:
+    """Each run in this process, one after the other, stored as it finishes; an error stops the grid."""
+    finished = []
+    for run in runs:
+        progress.set_running(1)
+        start = time.perf_counter()
+        result, node, seconds = execute(*run.arguments)
+        store_result(run.path, result)
+        finished.append(Finished(run, result, node, seconds, time.perf_counter() - start))
+        progress.finished(finished[-1])
+    return finished
+
+
+def working_dir_excludes(results_dir: Path) -> list[str]:
+    """What the driver leaves out of the checkout it ships to the workers (besides what .gitignore lists)."""
+    excludes = ["/benchmark_results/", "/docs/", "/tests/", "/.ci/"]
+    if results_dir.resolve().is_relative_to(ROOT):  # a results store inside the checkout
+        excludes.append(f"/{results_dir.resolve().relative_to(ROOT).as_posix()}/")
+    return excludes
+
+
+RAY_FEATURE = "benchmark.py on Ray (--ray-address, --workers)"
+
+
+class GridFailed(RuntimeError):
+    """Runs of a grid on Ray raised; the others are stored."""
+
+
+def run_on_ray(
+    runs: list[Run], progress: Progress, address: str | None, workers: int, max_retries: int, results_dir: Path
+) -> list[Finished]:
+    """
+    Each run as a Ray task of one CPU, on the cluster at ``address`` ("auto": the one this machine belongs to) or, with
+    ``address`` None, on a local Ray started here with ``workers`` CPUs. The driver (this process) stores each result
+    from the task's return value: the workers' disks need not be shared. At most as many runs are in flight as the
+    cluster has CPUs, so that "running" counts what runs. A task whose worker process or node dies is run again
+    (``max_retries`` times, by Ray); a run that raises is reported and the others go on; :class:`GridFailed` at the end.
+    """
+    ray = require("ray", feature=RAY_FEATURE, extra="cluster")
+    if __name__ != "__main__":  # imported as a module: ray_task travels by value too (see its docstring)
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    commit = run_versions()["commit"]  # the shipped checkout's: the workers have no .git
+    runtime_env = {
+        "working_dir": str(ROOT),
+        "excludes": working_dir_excludes(results_dir),
+        "env_vars": {"OMP_NUM_THREADS": "1"},
+    }
+    options: dict[str, Any] = dict(runtime_env=runtime_env, logging_level="WARNING")
+    if address is None:
+        options.update(num_cpus=workers, include_dashboard=False)
+    ray.init(address=address, **options)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=max_retries)(ray_task)
+        pending, in_flight, finished, failures = list(reversed(runs)), {}, [], []
+        while pending or in_flight:
+            capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))  # nodes may join or leave meanwhile
+            while pending and len(in_flight) < capacity:
+                run = pending.pop()
+                in_flight[remote.options(name=run.label).remote(run.arguments)] = (run, time.perf_counter())
+            progress.set_running(len(in_flight))
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in ready:
+                run, submitted = in_flight.pop(ref)
+                try:
+                    result, node, seconds = ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    failures.append((run, error))
+                    progress.failure(run, error)
+                    continue
+                if commit is not None and "versions" in result:
+                    result["versions"]["commit"] = commit
+                store_result(run.path, result)
+                finished.append(Finished(run, result, node, seconds, time.perf_counter() - submitted))
+                progress.finished(finished[-1])
+    finally:
+        ray.shutdown()
+    if failures:
+        raise GridFailed(
+            f"{len(failures)} of {len(runs)} runs failed (the others are stored; a rerun runs the failed ones): "
+            + "; ".join(f"{run.label}: {type(error).__name__}" for run, error in failures)
+        )
+    return finished
+
+
+def check_dispatch(sequential: bool, address: str | None, workers: int | None, max_retries: int | None) -> None:
+    """Refuse dispatch options that go against each other or would change nothing (ValueError naming them)."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"--workers must be at least 1, not {workers}")
+    if max_retries is not None and max_retries < 0:
+        raise ValueError(f"--max-retries must be at least 0, not {max_retries}")
+    if sequential and (address or workers is not None or max_retries is not None):
+        raise ValueError("--sequential runs in this process: no --ray-address, --workers or --max-retries with it")
+    if address and workers is not None:
+        raise ValueError("--workers sizes a local Ray; a cluster joined with --ray-address has its own workers")
+    if workers == 1 and max_retries is not None:
+        raise ValueError("--max-retries retries Ray tasks: not with --workers 1, which runs in this process")
+
+
+def use_ray(sequential: bool, address: str | None, workers: int | None, n_runs: int) -> bool:
+    """
+    Whether to dispatch to Ray: with ``--ray-address`` or ``--workers`` above 1 (Ray must be installed); by default
+    when Ray is installed, this machine has several CPUs and more than one run is left; never with ``--sequential``
+    or ``--workers 1``.
+    """
+    if sequential or workers == 1:
+        return False
+    if address or workers is not None:
+        require("ray", feature=RAY_FEATURE, extra="cluster")
+        return True
+    return importlib.util.find_spec("ray") is not None and (os.cpu_count() or 1) > 1 and n_runs > 1
+
+
+def dispatch(
+    runs: list[Run],
+    results_dir: Path,
+    sequential: bool = False,
+    address: str | None = None,
+    workers: int | None = None,
+    max_retries: int | None = None,
+    bar: bool | None = None,
+) -> list[Finished]:
+    """
+    The runs of ``runs`` not yet in the results store (``results_dir``), run (in this process or on Ray: see
+    :func:`use_ray`) and stored as each finishes. A rerun skips what is stored, so an interrupted grid goes on where it
+    stopped. Returns the runs finished now.
+    """
+    check_dispatch(sequential, address, workers, max_retries)
+    todo = [run for run in runs if not run.path.exists()]
+    on_ray = use_ray(sequential, address, workers, len(todo))
+    workers = workers or os.cpu_count() or 1
+    if on_ray:
+        where = f"on the Ray cluster at {address}" if address else f"on a local Ray with {workers} workers"
+    else:
+        where = "in this process, one at a time"
+        if not sequential and len(todo) > 1 and importlib.util.find_spec("ray") is None:
+            where += f" ({missing_extra_message('ray', 'running several at once', 'cluster')})"
+    print(f"{len(runs)} runs: {len(runs) - len(todo)} already stored, {len(todo)} to run {where}", flush=True)
+    if not todo:
+        return []
+    progress = Progress(len(todo), "runs", bar)
+    try:
+        if not on_ray:
+            return run_sequential(todo, progress)
+        return run_on_ray(todo, progress, address, workers, 3 if max_retries is None else max_retries, results_dir)
+    finally:
+        progress.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=None, help="default: every algorithm available")
@@ -774,6 +1075,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot-dir", type=Path, default=None, help="--report: also plot each aggregate as a PNG here")
     parser.add_argument("--memory", metavar="ENV_ID", default=None, help="measure parameters and peak memory on ENV_ID")
     parser.add_argument("--memory-steps", type=int, default=20_000)
+    cluster = parser.add_argument_group("dispatch (docs/cluster.md)", "default: a local Ray when installed, else sequential")
+    cluster.add_argument("--ray-address", default=None, help="join this Ray cluster: auto (this machine's) or HOST:PORT")
+    cluster.add_argument("--workers", type=int, default=None, help="runs at once on a local Ray (default: the CPUs)")
+    cluster.add_argument("--max-retries", type=int, default=None, help="Ray: reruns of a run whose worker died (default 3)")
+    cluster.add_argument("--sequential", action="store_true", help="one run after the other in this process, no Ray")
     args = parser.parse_args(argv)
 
     if args.ablation:
@@ -809,24 +1115,17 @@ def main(argv: list[str] | None = None) -> None:
     algos = args.algos or list(algorithm_classes())
     n_seeds = 2 if args.quick else args.seeds
     results_dir = args.results_dir / "quick" if args.quick else args.results_dir
-    for env_id in args.envs:
-        budget = QUICK_BUDGET if args.quick else (args.budget or ENVS[env_id]["budget"])
-        for algo in algos:
-            for seed in range(args.first_seed, args.first_seed + n_seeds):
-                path = result_path(results_dir, algo, env_id, budget, seed)
-                if path.exists():
-                    continue
-                eval_freq = args.eval_freq or ENVS.get(env_id, {}).get("eval_freq", EVAL_FREQ)
-                result = run_one(algo, env_id, seed, budget, min(eval_freq, budget), args.n_eval_episodes)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(result, indent=1))
-                tmp.replace(path)  # atomic: an interrupted run leaves no half-written result
-                print(
-                    f"{algo} {env_id} seed={seed}: final {result['final_eval_mean']:.1f}, "
-                    f"solved at {result['steps_to_threshold']}, {result['train_seconds']:.0f}s",
-                    flush=True,
-                )
+    seeds = range(args.first_seed, args.first_seed + n_seeds)
+    budget = QUICK_BUDGET if args.quick else args.budget
+    runs = grid(algos, args.envs, seeds, results_dir, budget, args.eval_freq, args.n_eval_episodes)
+    try:
+        check_dispatch(args.sequential, args.ray_address, args.workers, args.max_retries)
+    except ValueError as error:  # options that do not go together
+        parser.error(str(error))
+    try:
+        dispatch(runs, results_dir, args.sequential, args.ray_address, args.workers, args.max_retries)
+    except (MissingExtraError, GridFailed) as error:  # Ray not installed; runs that failed
+        raise SystemExit(f"benchmark.py: {error}") from None
     print(report(results_dir))
 
 

@@ -16,7 +16,7 @@ def test_version_and_exports():
             assert hasattr(module, name)
 
 
-OPTIONAL = ("rl_zoo3", "optuna", "mujoco", "Box2D", "matplotlib", "pandas", "rliable", "plotly", "seaborn", "sklearn")
+OPTIONAL = ("rl_zoo3", "optuna", "mujoco", "Box2D", "matplotlib", "pandas", "rliable", "plotly", "seaborn", "sklearn", "ray")
 
 BASE_INSTALL = """
 import sys

@@ -24,6 +24,7 @@ EXTRAS: dict[str, str] = {
     "matplotlib": "plots",
     "mujoco": "mujoco",
     "Box2D": "box2d",
+    "ray": "cluster",
 }
 
 
