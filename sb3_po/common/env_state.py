@@ -12,8 +12,8 @@ Built in, without users writing anything:
 - Gymnasium's classic-control envs (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum):
   their physical state attributes;
 - MuJoCo envs: the full physics and integrator state through ``mujoco.mj_getState`` / ``mj_setState``;
-- ``mode="copy"``: a deep copy of the env below ``Monitor`` (any env that deep-copies), verified once;
-- ``mode="seed"``: for envs whose ``reset(seed=s)`` is deterministic (every Gymnasium env, Box2D included):
+- ``state_mode="copy"``: a deep copy of the env below ``Monitor`` (any env that deep-copies), verified once;
+- ``state_mode="seed"``: for envs whose ``reset(seed=s)`` is deterministic (every Gymnasium env, Box2D included):
   a start state *is* a seed; only reset states can be shared, not states in the middle of an episode.
 
 :class:`RestorableEnv` is the wrapper (outermost, above ``Monitor``) that GRPO talks to through
@@ -76,15 +76,16 @@ class RestorableEnv(gym.Wrapper):
     Wrapper that saves and restores the full state of the env it wraps (see the module's docstring).
 
     :param env: The env, usually ``Monitor``-wrapped (``make_vec_env(..., wrapper_class=RestorableEnv)``)
-    :param mode: ``"auto"`` (the env's own get_state/set_state, else the built-in classic-control or MuJoCo
+    :param state_mode: ``"auto"`` (the env's own get_state/set_state, else the built-in classic-control or MuJoCo
         support, else a verified deep copy), ``"state"`` (own protocol or built-in only), ``"copy"`` or ``"seed"``
     :param verify_steps: How many steps the construction-time check replays
-    :param seed: Seed of the wrapper's own random numbers (the seeds of ``mode="seed"``, fresh env RNGs after a copy)
+    :param seed: Seed of the wrapper's own random numbers (the seeds of ``state_mode="seed"``, fresh env RNGs after a copy)
     """
 
-    def __init__(self, env: gym.Env, mode: str = "auto", verify_steps: int = 5, seed: int | None = None):
+    def __init__(self, env: gym.Env, state_mode: str = "auto", verify_steps: int = 5, seed: int | None = None):
         super().__init__(env)
-        check_choice("RestorableEnv", "mode", mode, MODES)
+        check_choice("RestorableEnv", "state_mode", state_mode, MODES)
+        self.state_mode = state_mode
         self.rng = np.random.default_rng(seed)
         # Monitor's bookkeeping is restored by attribute; everything below it is the "inner" env
         layer: gym.Env = env
@@ -95,7 +96,7 @@ class RestorableEnv(gym.Wrapper):
                 break
             layer = layer.env
         self.inner: gym.Env = self.monitor.env if self.monitor is not None else env
-        self.backend = self._choose_backend(mode)
+        self.backend = self._choose_backend(state_mode)
         self._verify(verify_steps)
 
     # -- backends -------------------------------------------------------------------------------------

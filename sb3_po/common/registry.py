@@ -170,7 +170,7 @@ def with_restorable_env(env_wrapper: Any, state_mode: str = "auto") -> list[Any]
     names = [w if isinstance(w, str) else next(iter(w)) for w in wrappers]
     if RESTORABLE_ENV in names:
         return wrappers
-    return [*wrappers, RESTORABLE_ENV if state_mode == "auto" else {RESTORABLE_ENV: {"mode": state_mode}}]
+    return [*wrappers, RESTORABLE_ENV if state_mode == "auto" else {RESTORABLE_ENV: {"state_mode": state_mode}}]
 
 
 def make_env(algo: str, env_id: str, n_envs: int = 1, seed: int | None = None, state_mode: str = "auto") -> VecEnv:
@@ -190,7 +190,7 @@ def make_env(algo: str, env_id: str, n_envs: int = 1, seed: int | None = None, s
     if algo == "grpo":
         from sb3_po.common.env_state import RestorableEnv
 
-        wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(mode=state_mode, seed=seed))
+        wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(state_mode=state_mode, seed=seed))
     try:
         return make_vec_env(env_id, n_envs=n_envs, seed=seed, **wrapper)
     except gym.error.DependencyNotInstalled as error:

@@ -36,14 +36,14 @@ def restorable_vec_env(env: GymEnv | str | None, n_envs: int, state_mode: str = 
     """
     A VecEnv whose envs are all restorable, built from what a user passes to an algorithm:
 
-    - an env id: ``make_vec_env(env_id, n_envs)`` with each env wrapped in ``RestorableEnv(mode=state_mode)``;
+    - an env id: ``make_vec_env(env_id, n_envs)`` with each env wrapped in ``RestorableEnv(state_mode=state_mode)``;
     - a ``gym.Env``: ``DummyVecEnv`` of it, wrapped in ``Monitor`` and ``RestorableEnv`` where it is not;
     - a ``DummyVecEnv`` (possibly under transparent VecEnv wrappers) whose envs are not all restorable: each env
       is wrapped in place (the envs live in this process); an env that implements ``get_state``/``set_state``
       itself is restored through them;
     - any other VecEnv is returned as it is (:func:`check_restorable` says what is wrong with it, if anything).
     """
-    wrapper_kwargs = dict(mode=state_mode, seed=seed)
+    wrapper_kwargs = dict(state_mode=state_mode, seed=seed)
     if isinstance(env, str):
         return make_vec_env(env, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=wrapper_kwargs)
     if isinstance(env, gym.Env):
@@ -58,10 +58,30 @@ def restorable_vec_env(env: GymEnv | str | None, n_envs: int, state_mode: str = 
                     # the same seeds as make_vec_env gives its envs, so that members of a group differ by env
                     base.envs[i] = RestorableEnv(
                         inner if is_wrapped(inner, Monitor) else Monitor(inner),
-                        mode=state_mode,
+                        state_mode=state_mode,
                         seed=None if seed is None else seed + i,
                     )
     return env
+
+
+def needs_wrapping(env: GymEnv | str | None) -> bool:
+    """Whether :func:`restorable_vec_env` wraps envs of ``env`` in ``RestorableEnv`` (and so uses its ``state_mode``)."""
+    if isinstance(env, str):
+        return True
+    if isinstance(env, gym.Env):
+        return not is_wrapped(env, RestorableEnv)
+    if isinstance(env, VecEnv) and isinstance(env.unwrapped, DummyVecEnv):
+        return not all(is_wrapped(inner, RestorableEnv) for inner in env.unwrapped.envs)
+    return False
+
+
+def wrapped_state_modes(env: GymEnv | str | None) -> set[str]:
+    """The ``state_mode`` of the ``RestorableEnv`` wrappers of ``env``'s envs (empty where they are not all wrapped)."""
+    if isinstance(env, gym.Env):
+        return {env.get_wrapper_attr("state_mode")} if is_wrapped(env, RestorableEnv) else set()
+    if isinstance(env, VecEnv) and all(env.env_is_wrapped(RestorableEnv)):
+        return set(env.get_attr("state_mode"))
+    return set()
 
 
 def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:

@@ -60,7 +60,9 @@ class GroupRolloutBuffer(BaseBuffer):
     :param action_space: Action space
     :param advantage_estimator: The group advantage estimator (:mod:`sb3_po.grpo.advantages`)
     :param branch_estimator: The estimator of branch groups (episodes with ``credit``): the vine's advantage of a
-        branch's return relative to the other branches from the same state; default: outcome, mean and std
+        branch's return relative to the other branches from the same state (GRPO builds it from its own ``gamma``,
+        ``advantage``, ``scale_rewards`` and ``softmax_temperature``); default: outcome supervision with the
+        ``advantage_estimator``'s gamma and scale_rewards
     :param loss_type: ``"step"`` (mean over all steps), ``"episode"`` (the paper's per-episode mean, then mean
         over episodes) or ``"dr_grpo"`` (sum over steps divided by episodes x ``loss_normalizer``)
     :param loss_normalizer: Dr. GRPO's constant episode length (needed with ``loss_type="dr_grpo"``)
@@ -86,7 +88,9 @@ class GroupRolloutBuffer(BaseBuffer):
         super().__init__(initial_rows, observation_space, action_space, device, n_envs=n_envs)
         check_choice(type(self).__name__, "loss_type", loss_type, LOSS_TYPES)
         self.advantage_estimator = advantage_estimator
-        self.branch_estimator = OutcomeAdvantage() if branch_estimator is None else branch_estimator
+        if branch_estimator is None:
+            branch_estimator = OutcomeAdvantage(advantage_estimator.gamma, advantage_estimator.scale_rewards)
+        self.branch_estimator = branch_estimator
         self.loss_type = loss_type
         self.loss_normalizer = loss_normalizer
         self._steps = self._allocate(initial_rows)
@@ -152,14 +156,10 @@ class GroupRolloutBuffer(BaseBuffer):
             self.groups.append([])
         self.groups[episode.group].append(episode)
 
-    def group_returns(self, group: int) -> np.ndarray:
-        """The returns of a group's finished members (as the advantage estimator scores them)."""
+    def has_signal(self, group: int) -> bool:
+        """Whether the group's advantages under the estimator in use are not all zero (it carries a gradient)."""
         rewards = [self._steps["rewards"][ep.start : ep.stop, ep.slot] for ep in self.groups[group]]
-        return self.advantage_estimator.returns([rewards])[0]
-
-    def zero_spread(self, group: int) -> bool:
-        """Whether every member of the group has the same return (its group advantage is zero)."""
-        return bool(np.ptp(self.group_returns(group)) == 0)
+        return self.advantage_estimator.has_signal(rewards)
 
     def discard_group(self, group: int) -> None:
         """Drop a group's episodes from the rollout (their steps stay counted by the algorithm)."""

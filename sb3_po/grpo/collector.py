@@ -11,7 +11,6 @@ happens only when an episode starts or ends.
 """
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,108 +21,9 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_po.common.vec_env_state import VecEnvStates, set_rows
+from sb3_po.grpo.branching import Branching
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
-
-START_STATES = ("reset", "visited", "frontier")
-
-
-@dataclass(frozen=True)
-class Branching:
-    """
-    Branching rollouts (TRPO's vine, Schulman et al. 2015, section 5): at states chosen uniformly along a rollout's
-    episodes (the trunks), ``n_branches`` branches of at most ``horizon`` steps start from the restored state; each
-    branch is scored by its return over those steps, relative to the other branches of its state, and that
-    advantage goes to its first ``credit`` actions.
-
-    :param n_states: States branched from per rollout
-    :param n_branches: K, the branches of one state (>= 2)
-    :param horizon: H, the steps a branch runs at most
-    :param credit: How many of a branch's first actions are trained on
-    :param common_random_numbers: The branches of a state get the same env random numbers (the env's generator is
-        seeded alike), so that they differ only by the policy's actions
-    """
-
-    n_states: int
-    n_branches: int
-    horizon: int
-    credit: int = 1
-    common_random_numbers: bool = False
-
-
-class StartStates:
-    """Where groups start: a reset state (``draw`` returns None) or a state saved in earlier steps."""
-
-    def draw(self) -> Any:
-        """A saved start state, or None for a new reset state."""
-        return None
-
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """After a step: ``running`` are the slots whose member goes on from ``observations`` (their raw observations)."""
-
-
-class VisitedStates(StartStates):
-    """
-    ``start_states="visited"``: a pool of states visited in earlier rollouts, sampled uniformly.
-
-    :param fraction: The probability that a group starts from a visited state (else from a reset)
-    :param capture_prob: The probability that a running member's state joins the pool at a step
-    :param pool: The pool (a bounded deque, saved with the model)
-    """
-
-    def __init__(self, fraction: float, capture_prob: float, pool: deque):
-        self.fraction, self.capture_prob, self.pool = fraction, capture_prob, pool
-
-    def draw(self) -> Any:
-        if self.pool and np.random.random() < self.fraction:
-            return self.pool[np.random.randint(len(self.pool))]
-        return None
-
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """Each running slot joins the pool with probability ``capture_prob``."""
-        chosen = running[np.random.random(len(running)) < self.capture_prob]
-        for slot in chosen:
-            self.pool.append(states.get_state(int(slot)))
-
-
-class FrontierStates(StartStates):
-    """
-    ``start_states="frontier"``: one saved state per cell of a grid over the observation space, drawn with weight
-    ``1 / sqrt(1 + visits)`` so that rarely visited cells, the edge of what the policy reaches, are preferred
-    (Go-Explore, Ecoffet et al. 2021; restarts from visited states, Salimans and Chen 2018).
-
-    :param fraction: The probability that a group starts from a frontier state (else from a reset)
-    :param low: Lower bounds of the observations (finite)
-    :param high: Upper bounds of the observations (finite)
-    :param n_cells: Cells per observation dimension
-    :param archive: ``{"visits": array of visits per cell, "states": {cell: state}}`` (saved with the model)
-    """
-
-    def __init__(self, fraction: float, low: np.ndarray, high: np.ndarray, n_cells: int, archive: dict[str, Any]):
-        self.fraction, self.n_cells = fraction, n_cells
-        self.low, self.width = low.astype(np.float64), (high.astype(np.float64) - low) / n_cells
-        self.visits: np.ndarray = archive["visits"]
-        self.states: dict[int, Any] = archive["states"]
-
-    def cells(self, observations: np.ndarray) -> np.ndarray:
-        index = np.clip(((observations - self.low) / self.width).astype(np.int64), 0, self.n_cells - 1)
-        return np.ravel_multi_index(index.T, (self.n_cells,) * index.shape[1])
-
-    def draw(self) -> Any:
-        if self.states and np.random.random() < self.fraction:
-            cells = np.fromiter(self.states, dtype=np.int64, count=len(self.states))
-            weights = 1.0 / np.sqrt(1.0 + self.visits[cells])
-            return self.states[int(cells[np.random.choice(len(cells), p=weights / weights.sum())])]
-        return None
-
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """Count the running slots' cells; a cell seen for the first time keeps the state that reached it."""
-        if len(running) == 0:
-            return
-        cells = self.cells(np.asarray(observations)[running].reshape(len(running), -1))
-        new = self.visits[cells] == 0
-        np.add.at(self.visits, cells, 1)
-        for cell, slot in zip(*np.unique(cells[new], return_index=True), strict=True):
-            self.states[int(cell)] = states.get_state(int(running[new][slot]))
+from sb3_po.grpo.start_states import ResetStates, StartStates
 
 
 class GroupRolloutCollector:
@@ -135,7 +35,7 @@ class GroupRolloutCollector:
     :param fresh_time_limit: A group started from a saved state gets a fresh time budget (and Monitor counts its
         members' episodes from there); otherwise the state's elapsed steps are restored with it
     :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
-        returns are all equal (no gradient); the replaced groups' steps still count
+        advantages under the estimator in use are all zero (no gradient); the replaced groups' steps still count
     :param branching: Branch groups from states along the episodes (:class:`Branching`), or None
     """
 
@@ -148,7 +48,7 @@ class GroupRolloutCollector:
         branching: Branching | None = None,
     ):
         self.group_size = group_size
-        self.start_states = StartStates() if start_states is None else start_states
+        self.start_states = ResetStates() if start_states is None else start_states
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
         self.branching = branching
@@ -259,7 +159,7 @@ class GroupRolloutCollector:
             model._update_info_buffer(infos, dones)
 
             buffer.add(model._last_obs, actions, log_probs.cpu().numpy(), rewards)
-            if type(self.start_states) is not StartStates:
+            if self.start_states.observes:
                 raw = new_obs if model._vec_normalize_env is None else model._vec_normalize_env.get_original_obs()
                 self.start_states.observe(states, raw, np.flatnonzero((slot_group >= 0) & ~dones))
             model._last_obs = new_obs
@@ -286,7 +186,7 @@ class GroupRolloutCollector:
                     n_running -= 1
                     finished[group] += 1
                     full = finished[group] == size[group] and not branch_of[group]
-                    if full and resamples_left > 0 and buffer.zero_spread(group):
+                    if full and resamples_left > 0 and not buffer.has_signal(group):
                         # dynamic sampling: the group has nothing to teach; a new one takes its place
                         buffer.discard_group(group)
                         resamples_left, discarded = resamples_left - 1, discarded + 1

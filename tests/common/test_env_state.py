@@ -129,7 +129,7 @@ def test_non_restorable_env_fails_with_the_ways_out():
     message = str(error.value)
     assert "Unrestorable" in message and "get_state()" in message and "state_mode='seed'" in message
     with pytest.raises(EnvStateError, match="no built-in state support"):
-        RestorableEnv(Monitor(Unrestorable()), mode="state")
+        RestorableEnv(Monitor(Unrestorable()), state_mode="state")
 
 
 class DeepCopyable(ProtocolEnv):
@@ -149,7 +149,7 @@ def test_copy_mode_is_verified_and_restores():
 
 
 def test_seed_mode_lunar_lander_and_nondeterministic_reset():
-    env = RestorableEnv(Monitor(gym.make("LunarLander-v3")), mode="seed", seed=0)
+    env = RestorableEnv(Monitor(gym.make("LunarLander-v3")), state_mode="seed", seed=0)
     state, obs = env.new_start_state()
     np.testing.assert_array_equal(env.set_state(state), obs)
     assert not env.can_restore_mid_episode
@@ -163,7 +163,7 @@ def test_seed_mode_lunar_lander_and_nondeterministic_reset():
             return np.array([self.x], dtype=np.float32), {}
 
     with pytest.raises(EnvStateError, match="not deterministic"):
-        RestorableEnv(Monitor(GlobalRandomReset()), mode="seed")
+        RestorableEnv(Monitor(GlobalRandomReset()), state_mode="seed")
 
 
 def test_lunar_lander_cannot_be_deep_copied_and_says_so():

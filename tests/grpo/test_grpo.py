@@ -177,24 +177,53 @@ def test_beta_zero_keeps_no_reference_policy():
     assert model.ref_policy is None and model._get_torch_save_params()[0] == ["policy", "policy.optimizer"]
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(advantage="mean"),
-        dict(advantage="softmax", softmax_temperature=0.1),
-        dict(scale_rewards="batch"),
-        dict(supervision="process"),
-        dict(clip_range_upper=0.28),
-        dict(beta=0.05, kl_estimator="exact"),
-        dict(ent_coef=0.01, target_kl=0.05),
-        dict(start_states="visited", visited_capture_prob=0.5, visited_fraction=1.0),
-    ],
-)
-def test_variants_run(kwargs):
-    model = GRPO("MlpPolicy", make_env(StartEnv, 2), group_size=3, n_groups=2, seed=0, device="cpu", **kwargs)
-    model.learn(400)
-    assert model.num_timesteps >= 400
-    assert all(th.all(th.isfinite(p)) for p in model.policy.parameters())
+class EqualReturnsEnv(StartEnv):
+    """Two steps: reward a0, then 1 - a0. Every return is 1, but the per-step rewards differ with the first action."""
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 1:
+            self.a0 = float(action)
+            return self._obs(), self.a0, False, False, {}
+        return self._obs(), 1.0 - self.a0, True, False, {}
+
+
+@pytest.mark.parametrize("supervision,discarded", [("outcome", 2), ("step_mean", 0), ("step_rloo", 0), ("process", 0)])
+def test_dynamic_sampling_discards_only_groups_without_advantages(supervision, discarded):
+    """Defect 3: equal returns are no gradient for outcome supervision only; the per-step estimators keep the group."""
+    model = GRPO("MlpPolicy", make_env(EqualReturnsEnv, 2), group_size=8, n_groups=2, resample_groups=2, gamma=1.0,
+                 supervision=supervision, seed=0, device="cpu")  # fmt: skip
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(1)
+    assert model.logger.name_to_value["rollout/discarded_groups"] == discarded
+    assert np.ptp(model.rollout_buffer.episode_returns) == 0  # every return is 1
+    assert (np.any(model.rollout_buffer.advantages != 0)) == (supervision != "outcome")
+
+
+class FiveStepsEnv(StartEnv):
+    """Reward = action for 5 steps; the 5th step ends the episode by termination or, ``truncated``, by a time limit."""
+
+    truncated = False
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= 5
+        return self._obs(), float(action), done and not self.truncated, done and self.truncated, {}
+
+
+class TruncatedFiveStepsEnv(FiveStepsEnv):
+    truncated = True
+
+
+def test_truncated_members_are_scored_as_if_they_had_terminated():
+    """Defect 6, documented: without a critic nothing is bootstrapped past a time limit; the update is the same."""
+    params = []
+    for cls in (FiveStepsEnv, TruncatedFiveStepsEnv):
+        model = GRPO("MlpPolicy", make_env(cls, 2), group_size=4, n_groups=2, seed=0, device="cpu")
+        model.learn(1)
+        assert np.any(model.rollout_buffer.advantages != 0)
+        params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+    assert th.equal(*params)
 
 
 def test_visited_start_states_branch_mid_episode():
