@@ -26,6 +26,7 @@ there, with a message naming the env, the reason and the ways out; nothing falls
 """
 
 import copy
+import multiprocessing
 import sys
 from typing import Any
 
@@ -96,8 +97,18 @@ class RestorableEnv(gym.Wrapper):
                 break
             layer = layer.env
         self.inner: gym.Env = self.monitor.env if self.monitor is not None else env
-        self.backend = self._choose_backend(state_mode)
-        self._verify(verify_steps)
+        #: why the env cannot be restored, where the check failed in a VecEnv's worker process (see below)
+        self.restore_error: str | None = None
+        try:
+            self.backend = self._choose_backend(state_mode)
+            self._verify(verify_steps)
+        except EnvStateError as error:
+            if multiprocessing.parent_process() is None:
+                raise
+            # In a SubprocVecEnv's worker, raising here would print the message from every worker and end in the
+            # main process's ConnectionResetError. The env is built, unusable: the main process raises the message
+            # once, from check_restorable (GRPO calls it) or from any restore call.
+            self.backend, self.restore_error = "none", str(error)
 
     # -- backends -------------------------------------------------------------------------------------
 
@@ -219,8 +230,13 @@ class RestorableEnv(gym.Wrapper):
         """Whether states visited in the middle of an episode can be restored (not in seed mode)."""
         return self.backend != "seed"
 
+    def _check_usable(self) -> None:
+        if self.restore_error is not None:
+            raise EnvStateError(self.restore_error)
+
     def get_state(self) -> dict[str, Any]:
         """A snapshot of the current state, with the observation the env shows in it."""
+        self._check_usable()
         if self.backend == "seed":
             raise EnvStateError(
                 f"Env {_env_name(self.inner)} is in seed mode: only reset states can be shared (new_start_state()); "
@@ -241,6 +257,7 @@ class RestorableEnv(gym.Wrapper):
             restored with the same state and seed differ only by the actions taken); by default the copy backend
             draws a fresh generator and the other backends keep the env's
         """
+        self._check_usable()
         if self.backend == "seed":
             obs, _ = self.env.reset(seed=int(state["seed"]))
             self._last_obs = obs
@@ -262,6 +279,7 @@ class RestorableEnv(gym.Wrapper):
 
     def new_start_state(self) -> tuple[dict[str, Any], Any]:
         """Reset into a new start state drawn from the env's reset distribution: ``(snapshot, observation)``."""
+        self._check_usable()
         if self.backend == "seed":
             seed = int(self.rng.integers(2**31 - 1))
             return {"seed": seed}, self.set_state({"seed": seed})
@@ -305,7 +323,14 @@ class RestorableEnv(gym.Wrapper):
                 second_obs, _ = self.inner.reset(seed=12345)
                 second = self._rollout(actions)
                 same = _same(first_obs, second_obs) and _same_rollouts(first, second)
-                reason = "reset(seed=s) is not deterministic"
+                if not _same(first_obs, second_obs):
+                    reason = "reset(seed=s) is not deterministic: two resets with the same seed gave different observations"
+                else:
+                    reason = (
+                        "reset(seed=s) is deterministic but step() is not: after two resets with the same seed, the same "
+                        f"actions gave {_first_difference(first, second)} (randomness in step() that does not come from "
+                        "the env's np_random, e.g. numpy's or Python's global generator)"
+                    )
             else:
                 self.inner.reset(seed=12345)
                 self._rollout(actions[:2])  # check a state in the middle of an episode, not only a reset state
@@ -316,7 +341,10 @@ class RestorableEnv(gym.Wrapper):
                 self.inner.unwrapped.np_random.bit_generator.state = rng_state
                 second = self._rollout(actions)
                 same = _same_rollouts(first, second)
-                reason = f"restoring a {self.backend} snapshot does not reproduce the same observations and rewards"
+                reason = (
+                    f"restoring a {self.backend} snapshot and replaying the same actions gave "
+                    f"{_first_difference(first, second)}"
+                )
         except EnvStateError:
             raise
         except Exception as error:
@@ -334,6 +362,17 @@ def _same(a: Any, b: Any) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     # an env that produces NaN at the same step after a restore is restored exactly
     return np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating))
+
+
+def _first_difference(first: list[tuple[Any, float, bool]], second: list[tuple[Any, float, bool]]) -> str:
+    """What differs first between two rollouts of the same actions, e.g. ``"a different reward at step 2"``."""
+    for t, ((o1, r1, d1), (o2, r2, d2)) in enumerate(zip(first, second, strict=False)):
+        what = [
+            name for name, same in (("observation", _same(o1, o2)), ("reward", _same(r1, r2)), ("end", d1 == d2)) if not same
+        ]
+        if what:
+            return f"a different {' and '.join(what)} at step {t + 1}"
+    return f"episodes of different lengths ({len(first)} and {len(second)} steps)"
 
 
 def _same_rollouts(first: list[tuple[Any, float, bool]], second: list[tuple[Any, float, bool]]) -> bool:

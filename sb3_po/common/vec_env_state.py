@@ -95,6 +95,10 @@ def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:
             "sb3_po.common.env_state.RestorableEnv, e.g. make_vec_env(env_id, n_envs, wrapper_class=RestorableEnv, "
             "vec_env_cls=SubprocVecEnv), or pass the env id (or a DummyVecEnv, whose envs are wrapped for you)."
         )
+    # the check failed in a worker process (SubprocVecEnv): its message, once
+    errors = [error for error in env.get_attr("restore_error") if error is not None]
+    if errors:
+        raise EnvStateError(errors[0])
     layer: VecEnv = env
     while isinstance(layer, VecEnvWrapper):
         if not isinstance(layer, TRANSPARENT_VEC_WRAPPERS):

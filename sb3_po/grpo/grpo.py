@@ -6,6 +6,7 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
@@ -457,10 +458,50 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         return state_dicts, []
 
     def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
-        # a model loaded for prediction may hold any env; learning needs restorable ones
-        if self.env is not None:
-            self._check_env(self.env)
+        # a model loaded for prediction may hold any env, or none; learning needs restorable ones
+        if self.env is None:
+            raise ValueError(
+                "GRPO has no env to learn on (a model loaded without one): pass it to load, "
+                "GRPO.load(path, env=env_id_or_env), or call model.set_env(env) before learn()"
+            )
+        self._check_env(self.env)
         return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
+
+    def set_env(self, env: GymEnv | str, force_reset: bool = True) -> None:
+        """
+        SB3's ``set_env``, with the env made restorable as the constructor makes it: an env id (``n_envs`` envs), a
+        ``gym.Env`` or a ``DummyVecEnv`` has its envs wrapped in ``RestorableEnv`` (with this model's ``state_mode``).
+        """
+        env = restorable_vec_env(env, self.n_envs, self.state_mode, self.seed)
+        super().set_env(env, force_reset=force_reset)
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls: type[SelfGRPO],
+        path: Any,
+        env: GymEnv | str | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfGRPO:
+        """
+        SB3's ``load``; ``env`` may be anything the constructor takes: an env id (built with the saved ``n_envs``
+        and ``state_mode``), a ``gym.Env``, a ``DummyVecEnv`` (its envs made restorable) or a restorable VecEnv.
+        """
+        if env is not None:
+            data = _saved_data(path)
+            env = restorable_vec_env(env, data.get("n_envs") or 1, data.get("state_mode", "auto"), data.get("seed"))
+        return super().load(  # type: ignore[return-value]
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
 
     # -- rollouts ------------------------------------------------------------------------------------------
 
@@ -631,3 +672,12 @@ def _refuse_unused(**options: tuple[Any, Any, bool, str]) -> None:
     for name, (value, default, used, users) in options.items():
         if not used and value != default:
             raise ValueError(f"GRPO: {name}={value!r} is used by {users}; this configuration would ignore it")
+
+
+def _saved_data(path: Any) -> dict[str, Any]:
+    """The hyperparameters a saved model's file holds (a stream is read and put back where it was)."""
+    position = path.tell() if hasattr(path, "tell") else None
+    data, _, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
+    if position is not None:
+        path.seek(position)
+    return data or {}

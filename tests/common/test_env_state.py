@@ -162,8 +162,19 @@ def test_seed_mode_lunar_lander_and_nondeterministic_reset():
             self.x = float(np.random.normal())  # ignores the seed
             return np.array([self.x], dtype=np.float32), {}
 
-    with pytest.raises(EnvStateError, match="not deterministic"):
+    with pytest.raises(EnvStateError, match="reset\\(seed=s\\) is not deterministic: two resets"):
         RestorableEnv(Monitor(GlobalRandomReset()), state_mode="seed")
+
+    class GlobalRandomStep(ProtocolEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward + float(np.random.normal()), terminated, truncated, info  # not the env's np_random
+
+    # the randomness is in step(), and the message says so (issue 29: it blamed reset)
+    with pytest.raises(
+        EnvStateError, match=r"reset\(seed=s\) is deterministic but step\(\) is not.*a different reward at step 1"
+    ):
+        RestorableEnv(Monitor(GlobalRandomStep()), state_mode="seed")
 
 
 def test_lunar_lander_cannot_be_deep_copied_and_says_so():

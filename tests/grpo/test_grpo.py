@@ -310,6 +310,16 @@ def test_bad_hyperparameters(kwargs, match):
         GRPO("MlpPolicy", "CartPole-v1", **kwargs)
 
 
+def test_subproc_workers_that_fail_the_restore_check_give_the_message_once(capfd):
+    """Issue 29: the check's message from every worker and a ConnectionResetError; now the message once."""
+    env = make_env(StartEnv, 3, SubprocVecEnv, wrapper_kwargs=dict(state_mode="state"))
+    with pytest.raises(EnvStateError, match=r"StartEnv has no get_state\(\)/set_state\(\)") as error:
+        GRPO("MlpPolicy", env, group_size=3, device="cpu")
+    assert "Ways out" in str(error.value)
+    env.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_gym_env_instance_is_wrapped():
     model = GRPO("MlpPolicy", Monitor(StartEnv()), group_size=2, n_groups=1, device="cpu")
     assert model.get_env().env_is_wrapped(RestorableEnv) == [True]
@@ -490,3 +500,39 @@ def test_common_random_numbers_restore_the_env_generator_alike(common):
             break
     same = all(a == b for a, b in heads)
     assert same == common
+
+
+def test_set_env_follows_sb3s_test_set_env(tmp_path):
+    """SB3's test_set_env (tests/test_save_load.py) with GRPO: DummyVecEnvs and a gym.Env set and learned on."""
+    env = DummyVecEnv([lambda: StartEnv()])
+    env2 = DummyVecEnv([lambda: StartEnv()])
+    env3 = StartEnv()
+    env4 = DummyVecEnv([lambda: StartEnv() for _ in range(2)])
+    model = GRPO("MlpPolicy", env, group_size=2, n_groups=1, n_epochs=1, device="cpu")
+    model.learn(total_timesteps=64)
+    model.set_env(env2, force_reset=True)
+    assert model._last_obs is None  # SB3: the last observation was discarded
+    model.learn(total_timesteps=64, reset_num_timesteps=True)
+    assert 64 <= model.num_timesteps < 64 + 2 * 50  # groups are never cut: at most one group past the budget
+    model.set_env(env3)
+    model.learn(total_timesteps=64)
+    with pytest.raises(AssertionError):  # SB3: set_env keeps the number of envs; load takes another
+        model.set_env(env4)
+    model.save(tmp_path / "grpo")
+    model = GRPO.load(tmp_path / "grpo", env=env4, device="cpu")
+    assert model.get_env().env_is_wrapped(RestorableEnv) == [True, True]
+    model.learn(total_timesteps=64)
+
+
+def test_load_without_env_says_how_to_learn_and_takes_env_ids(tmp_path):
+    GRPO("MlpPolicy", "CartPole-v1", n_envs=2, state_mode="copy", group_size=2, n_groups=1, device="cpu").save(
+        tmp_path / "grpo"
+    )
+    model = GRPO.load(tmp_path / "grpo", device="cpu")
+    with pytest.raises(ValueError, match=r"no env to learn on.*GRPO.load\(path, env=.*set_env"):
+        model.learn(10)
+    model = GRPO.load(tmp_path / "grpo", env="CartPole-v1", device="cpu")  # an env id, as the constructor takes
+    assert model.get_env().num_envs == 2 and model.get_env().get_attr("backend") == ["copy", "copy"]
+    model.learn(10)
+    model.set_env("CartPole-v1")
+    model.learn(10)
