@@ -27,7 +27,7 @@ from sb3_po.grpo.advantages import (
 )
 from sb3_po.grpo.branching import make_branching
 from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
-from sb3_po.grpo.collector import GroupRolloutCollector
+from sb3_po.grpo.collector import GroupRolloutCollector, Rollout
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
 from sb3_po.grpo.start_states import StartStates, check_start_states, make_start_states
 
@@ -355,7 +355,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self._n_rollouts = 0  # rollouts trained on, for ref_update_interval
         self._n_ref_updates = 0
         self._steps_per_group: float | None = None  # env steps per group in the last rollout, to size the last one
-        self._rollout_steps = self._rollout_idle_steps = self._rollout_discarded_groups = 0
+        self.last_rollout: Rollout | None = None  # what the last rollout did (GroupRolloutCollector.collect)
         if _init_setup_model:
             if self.env is not None:
                 self._check_env(self.env)  # at construction; a loaded model is checked when it learns
@@ -449,7 +449,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "collector", "start_state_strategy"]  # rebuilt by _setup_model
+        # rebuilt by _setup_model; the last rollout's record holds observations of envs that are not saved
+        return [*super()._excluded_save_params(), "collector", "start_state_strategy", "last_rollout"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]
@@ -526,10 +527,14 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         length is whatever its episodes take (``n_rollout_steps`` is ignored), and it holds ``n_groups`` groups
         (fewer for the last rollout of ``learn``, see the class docstring).
         """
+        assert self._last_obs is not None, "No previous observation was provided"
         n_groups = self._groups_for_rollout()
-        if not self.collector.collect(self, env, callback, rollout_buffer, n_groups):
+        rollout = self.collector.collect(self, env, callback, rollout_buffer, n_groups, self._last_obs)
+        self._last_obs = rollout.last_obs
+        if not rollout.completed:
             return False
-        self._steps_per_group = self._rollout_steps / n_groups
+        self.last_rollout = rollout
+        self._steps_per_group = rollout.env_steps / n_groups
         return True
 
     # -- training ------------------------------------------------------------------------------------------
@@ -625,10 +630,12 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.logger.record("train/zero_spread_groups", float((np.ptp(returns, axis=1) == 0).mean()))
         self.logger.record("train/episodes", int(returns.size))
         self.logger.record("train/steps", buffer.n_samples)
-        self.logger.record("rollout/idle_fraction", self._rollout_idle_steps / max(self._rollout_steps, 1))
-        self.logger.record("rollout/env_steps", self._rollout_steps)  # env steps per update, idle and discarded included
-        if self.resample_groups > 0:
-            self.logger.record("rollout/discarded_groups", self._rollout_discarded_groups)
+        rollout = self.last_rollout
+        if rollout is not None:
+            self.logger.record("rollout/idle_fraction", rollout.idle_steps / max(rollout.env_steps, 1))
+            self.logger.record("rollout/env_steps", rollout.env_steps)  # per update, idle and discarded steps included
+            if self.resample_groups > 0:
+                self.logger.record("rollout/discarded_groups", rollout.discarded_groups)
         self.start_state_strategy.record(self.logger)
         if self.branch_states > 0:
             branch_returns = buffer.branch_returns

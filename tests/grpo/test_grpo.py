@@ -74,7 +74,7 @@ def test_every_env_step_is_counted(n_envs):
     model.set_logger(configure(None, ["csv"]))
     model.learn(1)
     buffer = model.rollout_buffer
-    idle = model._rollout_idle_steps
+    idle = model.last_rollout.idle_steps
     assert model.num_timesteps == buffer.n_samples + idle
     assert model.num_timesteps % n_envs == 0
     if n_envs == 1:
