@@ -380,7 +380,9 @@ def make_group_advantage(
     (:data:`ESTIMATOR_SETTINGS`) unless it is in ``used_elsewhere`` (GRPO's branch scoring uses ``advantage`` and
     ``temperature``); otherwise a ValueError names the settings that use it.
     """
-    cls = SUPERVISIONS.get(supervision) if isinstance(supervision, str) else supervision  # type: ignore[arg-type]
+    check_choice("GRPO", "advantage", settings.get("advantage", "mean_std"), ADVANTAGES)
+    check_choice("GRPO", "scale_rewards", settings.get("scale_rewards", "group"), SCALE_REWARDS)
+    cls = SUPERVISIONS.get(supervision) if isinstance(supervision, str) else supervision
     if not (isinstance(cls, type) and issubclass(cls, GroupAdvantage)):
         raise ValueError(f"supervision must be one of {tuple(SUPERVISIONS)} or a GroupAdvantage subclass, got {supervision!r}")
     name = supervision if isinstance(supervision, str) else cls.__name__

@@ -21,6 +21,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_po.common.checks import check_int
 from sb3_po.common.vec_env_state import VecEnvStates, set_rows
 from sb3_po.grpo.branching import Branching
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
@@ -48,8 +49,16 @@ class GroupRolloutCollector:
         resample_groups: int = 0,
         branching: Branching | None = None,
     ):
+        check_int("GRPO", "group_size", group_size, 2)
+        check_int("GRPO", "resample_groups", resample_groups, 0)
+        start_states = ResetStates() if start_states is None else start_states
+        if fresh_time_limit and isinstance(start_states, ResetStates) and branching is None:
+            raise ValueError(
+                "GRPO: fresh_time_limit=True is used by start_states='visited'/'frontier' and branch_states > 0 (groups "
+                "restored from mid-episode states); from reset states it would do nothing"
+            )
         self.group_size = group_size
-        self.start_states = ResetStates() if start_states is None else start_states
+        self.start_states = start_states
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
         self.branching = branching

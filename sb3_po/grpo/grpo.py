@@ -12,24 +12,21 @@ from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
-from sb3_po.common.checks import check_choice, check_finite_loss, check_int, check_number
-from sb3_po.common.env_state import MODES
-from sb3_po.common.kl import KL_ESTIMATORS, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.checks import check_finite_loss, check_int
+from sb3_po.common.kl import approx_kl, index_distribution, policy_kl, snapshot
 from sb3_po.common.policies import policy_actions
-from sb3_po.common.vec_env_state import check_restorable, needs_wrapping, restorable_vec_env, wrapped_state_modes
+from sb3_po.common.vec_env_state import check_restorable, restorable_vec_env
 from sb3_po.grpo.advantages import (
-    ADVANTAGES,
-    SCALE_REWARDS,
-    SUPERVISIONS,
     GroupAdvantage,
     OutcomeAdvantage,
     make_group_advantage,
 )
 from sb3_po.grpo.branching import make_branching
-from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
+from sb3_po.grpo.buffers import GroupRolloutBuffer
 from sb3_po.grpo.collector import GroupRolloutCollector, Rollout
+from sb3_po.grpo.kl_penalty import KLPenalty
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
-from sb3_po.grpo.start_states import StartStates, check_start_states, make_start_states
+from sb3_po.grpo.start_states import StartStates, make_start_states
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
 
@@ -232,73 +229,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if isinstance(supervision, str):
-            check_choice("GRPO", "supervision", supervision, tuple(SUPERVISIONS))
-        check_choice("GRPO", "advantage", advantage, ADVANTAGES)
-        check_choice("GRPO", "scale_rewards", scale_rewards, SCALE_REWARDS)
-        check_choice("GRPO", "loss_type", loss_type, LOSS_TYPES)
-        check_choice("GRPO", "kl_estimator", kl_estimator, KL_ESTIMATORS)
-        check_choice("GRPO", "state_mode", state_mode, MODES)
+        # an env id, a gym.Env or a DummyVecEnv's envs made restorable (n_envs and state_mode refused where unused);
+        # by default one env per member of a group
         check_int("GRPO", "group_size", group_size, 2)
-        if n_envs is not None:
-            check_int("GRPO", "n_envs", n_envs, 1)
-        check_int("GRPO", "n_groups", n_groups, 1)
-        check_int("GRPO", "n_epochs", n_epochs, 1)
-        check_int("GRPO", "n_minibatches", n_minibatches, 1)
-        check_int("GRPO", "ref_update_interval", ref_update_interval, 0)
-        check_int("GRPO", "resample_groups", resample_groups, 0)
-        check_number("GRPO", "beta", beta, 0)
-        if not 0 < gamma <= 1:
-            raise ValueError(f"GRPO: gamma must be in (0, 1], got {gamma!r}")
-        # the clipping interval [1 - clip_range, 1 + clip_range_upper] must be in order and keep ratios positive
-        if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
-            raise ValueError(f"GRPO: clip_range must be in (0, 1) so that 0 < 1 - clip_range < 1, got {clip_range!r}")
-        if isinstance(clip_range_upper, (int, float)) and not clip_range_upper > 0:
-            raise ValueError(
-                f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
-            )
-        if softmax_temperature <= 0:
-            raise ValueError(f"GRPO: softmax_temperature must be > 0, got {softmax_temperature!r}")
-        # no silent no-ops: a setting that the configuration would ignore is refused, naming the settings that use it
-        check_start_states(
-            start_states,
-            visited_fraction=visited_fraction,
-            visited_capture_prob=visited_capture_prob,
-            visited_pool_size=visited_pool_size,
-            frontier_cells=frontier_cells,
-        )
-        make_branching(branch_states, branch_count, branch_horizon, branch_credit, common_random_numbers)
-        make_group_advantage(  # the estimators check their settings (built again by _setup_model)
-            supervision,
-            supervision_kwargs,
-            used_elsewhere=("advantage", "temperature") if branch_states > 0 else (),
-            gamma=gamma,
-            scale_rewards=scale_rewards,
-            advantage=advantage,
-            temperature=softmax_temperature,
-        )
-        _refuse_unused(
-            fresh_time_limit=(
-                fresh_time_limit,
-                False,
-                start_states != "reset" or branch_states > 0,
-                "start_states='visited'/'frontier' and branch_states > 0 (restored mid-episode states)",
-            ),
-            loss_normalizer=(loss_normalizer, None, loss_type == "dr_grpo", "loss_type='dr_grpo'"),
-            kl_estimator=(kl_estimator, "k3", beta > 0, "the KL penalty (beta > 0)"),
-            ref_update_interval=(ref_update_interval, 0, beta > 0, "the KL penalty (beta > 0)"),
-            sde_sample_freq=(sde_sample_freq, -1, use_sde, "gSDE (use_sde=True)"),
-            n_envs=(n_envs, None, isinstance(env, str), "an env given by id (a VecEnv has its own number of envs)"),
-            state_mode=(
-                state_mode,
-                "auto",
-                needs_wrapping(env) or state_mode in wrapped_state_modes(env),
-                "envs GRPO wraps in RestorableEnv (an env id, a gym.Env, a DummyVecEnv's unwrapped envs); "
-                "this env's envs are wrapped already with another state_mode",
-            ),
-        )
-
-        env = restorable_vec_env(env, group_size if n_envs is None else n_envs, state_mode, seed)
+        env = restorable_vec_env(env, n_envs, state_mode, seed, default_n_envs=group_size, refuse_unused=True)
         super().__init__(
             policy,
             env,
@@ -382,6 +316,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         # OnPolicyAlgorithm._setup_model, with GRPO's buffer of whole episodes and a reference policy
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
+        self._check_training_settings()
+        self.kl_penalty = KLPenalty(self.beta, self.kl_estimator, self.ref_update_interval)
         if not issubclass(self.policy_class, GRPOPolicy):
             raise TypeError(
                 f"GRPO needs a critic-free policy (sb3_po.grpo.policies.GRPOPolicy), got {self.policy_class.__name__}. "
@@ -415,7 +351,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
         ).to(self.device)
         self.ref_policy: GRPOPolicy | None = None
-        if self.beta > 0:
+        if self.kl_penalty.active:
             self.ref_policy = self.policy_class(  # type: ignore[assignment]
                 self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
             ).to(self.device)
@@ -448,9 +384,28 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             ),
         )
 
+    def _check_training_settings(self) -> None:
+        """The update's own settings (each component checks its own: estimators, start states, branching, buffer)."""
+        for name, minimum in (("n_groups", 1), ("n_epochs", 1), ("n_minibatches", 1)):
+            check_int("GRPO", name, getattr(self, name), minimum)
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"GRPO: gamma must be in (0, 1], got {self.gamma!r}")
+        # the clipping interval [1 - clip_range, 1 + clip_range_upper] must be in order and keep ratios positive
+        clip_range, clip_range_upper = self.clip_range, self.clip_range_upper
+        if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
+            raise ValueError(f"GRPO: clip_range must be in (0, 1) so that 0 < 1 - clip_range < 1, got {clip_range!r}")
+        if isinstance(clip_range_upper, (int, float)) and not clip_range_upper > 0:
+            raise ValueError(
+                f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
+            )
+        if not self.use_sde and self.sde_sample_freq != -1:
+            raise ValueError(
+                f"GRPO: sde_sample_freq={self.sde_sample_freq!r} is used by gSDE (use_sde=True); use_sde=False would ignore it"
+            )
+
     def _excluded_save_params(self) -> list[str]:
         # rebuilt by _setup_model; the last rollout's record holds observations of envs that are not saved
-        return [*super()._excluded_save_params(), "collector", "start_state_strategy", "last_rollout"]
+        return [*super()._excluded_save_params(), "collector", "start_state_strategy", "last_rollout", "kl_penalty"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]
@@ -672,13 +627,6 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
-
-
-def _refuse_unused(**options: tuple[Any, Any, bool, str]) -> None:
-    """``name=(value, default, used, users)``: a value other than the default of an option not used is refused."""
-    for name, (value, default, used, users) in options.items():
-        if not used and value != default:
-            raise ValueError(f"GRPO: {name}={value!r} is used by {users}; this configuration would ignore it")
 
 
 def _saved_data(path: Any) -> dict[str, Any]:
