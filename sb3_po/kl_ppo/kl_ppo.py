@@ -116,6 +116,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "kl_ppo"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,

@@ -80,6 +80,7 @@ class NPG(SB3POAlgorithmMixin, TRPO):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "npg"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,

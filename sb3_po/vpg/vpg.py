@@ -85,6 +85,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "vpg"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,

@@ -15,7 +15,8 @@ The bridge to RL Zoo (rl_zoo3): rl_zoo3 has no plugin mechanism, so :func:`regis
 from typing import Any
 
 from sb3_po.common.optional import require
-from sb3_po.common.registry import algorithms, resolve_hyperparams, with_restorable_env
+from sb3_po.common.zoo_entries import resolve_hyperparams, with_restorable_env
+from sb3_po.registry import algorithms
 
 require("rl_zoo3", feature="The RL Zoo bridge (sb3-po train / enjoy)")
 import rl_zoo3.exp_manager  # noqa: E402
