@@ -79,8 +79,8 @@ class SB3POAlgorithmMixin:
     zoo_name: ClassVar[str | None] = None
 
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        callback = super()._init_callback(callback, progress_bar)  # type: ignore[misc]
-        checked = CallbackList([FiniteCheckCallback(), callback])
+        initialized: BaseCallback = super()._init_callback(callback, progress_bar)  # type: ignore[misc]
+        checked = CallbackList([FiniteCheckCallback(), initialized])
         checked.init_callback(self)  # type: ignore[arg-type]
         return checked
 
@@ -120,7 +120,10 @@ class SB3POAlgorithmMixin:
                 + (f" (it has: {known})." if known else ".")
             )
         if getattr(self, "verbose", 0) >= 1:
-            print(f"{name}.learn(): total_timesteps={budget:,}, the n_timesteps of {config_path(algo).name}'s {env_id} entry")
+            print(
+                f"{name}.learn(): total_timesteps={budget:,}, "
+                f"the n_timesteps of {config_path(str(algo)).name}'s {env_id} entry"
+            )
         return budget
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -128,7 +131,7 @@ class SB3POAlgorithmMixin:
         super().save(*args, **kwargs)  # type: ignore[misc]
 
     @classmethod
-    def load(cls, path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def load(cls, path: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(path, "name", path)
         algorithm, policy = saved_algorithm(path)
         accepted = {c.__name__ for c in cls.__mro__}

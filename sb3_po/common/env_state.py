@@ -28,7 +28,7 @@ there, with a message naming the env, the reason and the ways out; nothing falls
 import copy
 import multiprocessing
 import sys
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -180,8 +180,9 @@ class RestorableEnv(gym.Wrapper):
             # mjSTATE_INTEGRATION: the full physics state plus the solver's warm start, which makes the replay
             # bit-exact (FULLPHYSICS alone differs in the last bits after a few steps of contact dynamics)
             spec = mujoco.mjtState.mjSTATE_INTEGRATION
-            state = np.empty(mujoco.mj_stateSize(base.model, spec))
-            mujoco.mj_getState(base.model, base.data, state, spec)
+            model, data = base.model, base.data  # type: ignore[attr-defined]  # a MujocoEnv
+            state = np.empty(mujoco.mj_stateSize(model, spec))
+            mujoco.mj_getState(model, data, state, spec)
             return self._wrapper_states(), state
         # classic control
         return self._wrapper_states(), {k: copy.deepcopy(getattr(base, k)) for k in _CLASSIC_CONTROL_ATTRS if hasattr(base, k)}
@@ -206,8 +207,9 @@ class RestorableEnv(gym.Wrapper):
         if self.backend == "mujoco":
             import mujoco
 
-            mujoco.mj_setState(base.model, base.data, base_state, mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(base.model, base.data)
+            model, data = base.model, base.data  # type: ignore[attr-defined]  # a MujocoEnv
+            mujoco.mj_setState(model, data, base_state, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(model, data)
             return
         for key, value in base_state.items():
             setattr(base, key, copy.deepcopy(value))
@@ -268,7 +270,7 @@ class RestorableEnv(gym.Wrapper):
             layer = self.inner
             while isinstance(layer, gym.Wrapper):
                 if isinstance(layer, TimeLimit):
-                    layer._elapsed_steps = 0
+                    layer._elapsed_steps = 0  # type: ignore[assignment]  # gymnasium annotates it as None until reset
                 layer = layer.env
             if self.monitor is not None:
                 self.monitor.rewards = []
@@ -294,7 +296,7 @@ class RestorableEnv(gym.Wrapper):
         self._last_obs = obs
         return obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._last_obs = obs
         return obs, reward, terminated, truncated, info

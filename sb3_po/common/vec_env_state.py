@@ -76,7 +76,7 @@ def restorable_vec_env(
     if isinstance(env, gym.Env):
         if not is_wrapped(env, RestorableEnv):
             env = RestorableEnv(env if is_wrapped(env, Monitor) else Monitor(env), **wrapper_kwargs)  # type: ignore[arg-type]
-        return DummyVecEnv([lambda: env])  # type: ignore[list-item,return-value]
+        return DummyVecEnv([lambda: env])
     if isinstance(env, VecEnv):
         base = env.unwrapped
         if isinstance(base, DummyVecEnv):

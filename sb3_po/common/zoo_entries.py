@@ -89,7 +89,7 @@ def _value(node: ast.AST, text: str) -> Any:
     if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
         return {_value(k, text): _value(v, text) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
     is_dict_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"
-    if is_dict_call and not node.args and all(k.arg is not None for k in node.keywords):  # type: ignore[attr-defined]
+    if isinstance(node, ast.Call) and is_dict_call and not node.args and all(k.arg is not None for k in node.keywords):
         return {k.arg: _value(k.value, text) for k in node.keywords}
     if isinstance(node, ast.Attribute):
         resolved = resolve_class(ast.unparse(node))

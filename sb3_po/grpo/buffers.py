@@ -229,7 +229,9 @@ class GroupRolloutBuffer:
         rewards = steps["rewards"][rows, slots]
         lengths = np.array([ep.length for ep in episodes])
         per_member = np.split(rewards, np.cumsum(lengths)[:-1])
-        trunk_rewards, branch_rewards, first = [], [], 0
+        trunk_rewards: list[list[np.ndarray]] = []
+        branch_rewards: list[list[np.ndarray]] = []
+        first = 0
         for group in self.groups:
             (branch_rewards if group[0].credit is not None else trunk_rewards).append(per_member[first : first + len(group)])
             first += len(group)
@@ -296,6 +298,7 @@ class GroupRolloutBuffer:
         return th.tensor(array, device=self.device)  # a copy, as SB3's BaseBuffer.to_torch
 
     def _get_samples(self, batch_inds: np.ndarray) -> GroupRolloutBufferSamples:
+        observations: th.Tensor | TensorDict
         if isinstance(self.observations, dict):
             observations = {k: self.to_torch(v[batch_inds]) for k, v in self.observations.items()}
         else:

@@ -188,7 +188,7 @@ class _Run:
         self, collector: GroupRolloutCollector, model: Any, env: VecEnv, buffer: GroupRolloutBuffer, obs: Any, n_groups: int
     ):
         self.collector, self.model, self.env, self.buffer = collector, model, env, buffer
-        self.obs = {k: v.copy() for k, v in obs.items()} if isinstance(obs, dict) else np.copy(obs)
+        self.obs: Any = {k: v.copy() for k, v in obs.items()} if isinstance(obs, dict) else np.copy(obs)
         self.n_groups = n_groups
         self.states = VecEnvStates(env)
         group_size = collector.group_size

@@ -179,7 +179,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: GRPOPolicy
-    rollout_buffer: GroupRolloutBuffer
+    rollout_buffer: GroupRolloutBuffer  # type: ignore[assignment]  # whole episodes: not an SB3 RolloutBuffer
 
     def __init__(
         self,
@@ -348,17 +348,17 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             device=self.device,
             n_envs=self.n_envs,
         )
-        self.policy = self.policy_class(  # type: ignore[assignment]
+        self.policy = self.policy_class(
             self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
         ).to(self.device)
         self.ref_policy: GRPOPolicy | None = None
         if self.kl_penalty.active:
-            self.ref_policy = self.policy_class(  # type: ignore[assignment]
+            self.ref_policy = self.policy_class(
                 self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
             ).to(self.device)
-            self.ref_policy.load_state_dict(self.policy.state_dict())  # type: ignore[union-attr]
-            self.ref_policy.set_training_mode(False)  # type: ignore[union-attr]
-            self.ref_policy.requires_grad_(False)  # type: ignore[union-attr]
+            self.ref_policy.load_state_dict(self.policy.state_dict())
+            self.ref_policy.set_training_mode(False)
+            self.ref_policy.requires_grad_(False)
         self.clip_range = FloatSchedule(self.clip_range)
         self.clip_range_upper = None if self.clip_range_upper is None else FloatSchedule(self.clip_range_upper)
         # the pool of visited start states and the frontier archive are saved with the model (a loaded model goes on
@@ -414,7 +414,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             state_dicts.append("ref_policy")
         return state_dicts, []
 
-    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):
         # a model loaded for prediction may hold any env, or none; learning needs restorable ones
         if self.env is None:
             raise ValueError(
@@ -429,11 +429,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         SB3's ``set_env``, with the env made restorable as the constructor makes it: an env id (``n_envs`` envs), a
         ``gym.Env`` or a ``DummyVecEnv`` has its envs wrapped in ``RestorableEnv`` (with this model's ``state_mode``).
         """
-        env = restorable_vec_env(env, self.n_envs, self.state_mode, self.seed)
-        super().set_env(env, force_reset=force_reset)
+        super().set_env(restorable_vec_env(env, self.n_envs, self.state_mode, self.seed), force_reset=force_reset)
 
     @classmethod
-    def load(  # type: ignore[override]
+    def load(
         cls: type[SelfGRPO],
         path: Any,
         env: GymEnv | str | None = None,
@@ -450,7 +449,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         if env is not None:
             data = _saved_data(path)
             env = restorable_vec_env(env, data.get("n_envs") or 1, data.get("state_mode", "auto"), data.get("seed"))
-        return super().load(  # type: ignore[return-value]
+        return super().load(
             path,
             env=env,
             device=device,
