@@ -86,6 +86,12 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     many groups as fit in the remaining budget at the previous rollout's env steps per group (at least one, at
     most ``n_groups``), so a learn() call ends at most about one group's env steps past its budget.
 
+    Components, each owning and checking its settings: the group advantage estimators (:mod:`sb3_po.grpo.advantages`),
+    the start-state strategies (:mod:`sb3_po.grpo.start_states`), branching (:mod:`sb3_po.grpo.branching`), the KL
+    penalty (:mod:`sb3_po.grpo.kl_penalty`), the collector (:class:`~sb3_po.grpo.collector.GroupRolloutCollector`,
+    whose record of the last rollout is ``model.last_rollout``) and the buffer
+    (:class:`~sb3_po.grpo.buffers.GroupRolloutBuffer`).
+
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy): actor only, no critic
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
