@@ -37,7 +37,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
 
 from sb3_po.common.optional import MissingExtraError, missing_extra_message, require
-from sb3_po.common.registry import algorithms, build_model, config_path, reference_algorithms
+from sb3_po.registry import algorithms, build_model, config_path, reference_algorithms
 
 ROOT = Path(__file__).resolve().parents[1]
 

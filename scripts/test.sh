@@ -7,4 +7,5 @@ bash scripts/setup_env.sh tests 2>&1 | grep -v "^WARNING: Location" || true
 export OMP_NUM_THREADS=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy sb3_po  # as SB3's `make type` ([tool.mypy] in pyproject.toml)
 .venv/bin/python -m pytest -n 2 --durations=10 "$@" tests

@@ -40,7 +40,7 @@ import torch as th
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
-from sb3_po.common.registry import algorithm_class, make_env
+from sb3_po.registry import algorithm_class, make_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -218,7 +218,7 @@ def shipped_throughput(env_id: str, algos: list[str], budget: int, rounds: int) 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from benchmark import load_hyperparams  # scripts/benchmark.py: the hyperparameters the benchmark trains with
 
-    from sb3_po.common.registry import build_model
+    from sb3_po.registry import build_model
 
     hyperparams = {algo: load_hyperparams(algo, env_id) for algo in algos}
     seconds: dict[str, list[float]] = {algo: [] for algo in algos}
@@ -268,7 +268,7 @@ def main() -> None:
             args.json.write_text(json.dumps(result, indent=1))
         return
     if args.shipped:
-        from sb3_po.common.registry import algorithms, reference_algorithms
+        from sb3_po.registry import algorithms, reference_algorithms
 
         algos = args.algos or [a for a in {**reference_algorithms(), **algorithms()} if a != "ppo_lstm"]
         rounds = args.rounds if args.rounds != parser.get_default("rounds") else 3

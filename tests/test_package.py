@@ -35,7 +35,7 @@ import sb3_po
 from sb3_po import GRPO, KLPPO, VPG
 from sb3_po.common.env_state import RestorableEnv
 from sb3_po.common.optional import MissingExtraError
-from sb3_po.common.registry import make_env
+from sb3_po.registry import make_env
 
 assert RestorableEnv(gym.make("Pendulum-v1")).backend == "classic_control"
 for algo, kwargs in ((VPG, dict(n_steps=64)), (KLPPO, dict(n_steps=64, batch_size=64)), (GRPO, dict(group_size=2))):

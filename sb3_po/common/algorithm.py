@@ -6,7 +6,7 @@ import json
 import pathlib
 import pickletools
 import zipfile
-from typing import Any
+from typing import Any, ClassVar
 
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.type_aliases import MaybeCallback
@@ -72,11 +72,15 @@ class SB3POAlgorithmMixin:
       training at the step that produced them), and a SubprocVecEnv worker that died turns into a clear error;
     - ``save`` records the algorithm's name; ``load`` refuses a file saved by another algorithm, and turns a
       truncated or corrupted file into a ``ValueError`` naming it, instead of a half-loaded model.
+
+    Each algorithm names itself by ``zoo_name``, its RL Zoo name (its shipped YAML is ``<zoo_name>.yml``).
     """
 
+    zoo_name: ClassVar[str | None] = None
+
     def _init_callback(self, callback: MaybeCallback, progress_bar: bool = False) -> BaseCallback:
-        callback = super()._init_callback(callback, progress_bar)  # type: ignore[misc]
-        checked = CallbackList([FiniteCheckCallback(), callback])
+        initialized: BaseCallback = super()._init_callback(callback, progress_bar)  # type: ignore[misc]
+        checked = CallbackList([FiniteCheckCallback(), initialized])
         checked.init_callback(self)  # type: ignore[arg-type]
         return checked
 
@@ -96,7 +100,7 @@ class SB3POAlgorithmMixin:
 
     def _default_total_timesteps(self) -> int:
         """``n_timesteps`` of the shipped RL Zoo entry (``sb3_po/zoo_configs/<algo>.yml``) for the env's id."""
-        from sb3_po.common.registry import algorithm_name, config_path, default_timesteps, zoo_entries
+        from sb3_po.common.zoo_entries import config_path, default_timesteps, zoo_entries
 
         name = type(self).__name__
         env = getattr(self, "env", None)
@@ -105,7 +109,7 @@ class SB3POAlgorithmMixin:
         except AttributeError:
             spec = None
         env_id = getattr(spec, "id", None)
-        algo = algorithm_name(type(self))
+        algo = type(self).zoo_name
         budget = default_timesteps(algo, env_id) if algo is not None else None
         if budget is None:
             known = ", ".join(zoo_entries(algo)) if algo is not None else ""
@@ -116,7 +120,10 @@ class SB3POAlgorithmMixin:
                 + (f" (it has: {known})." if known else ".")
             )
         if getattr(self, "verbose", 0) >= 1:
-            print(f"{name}.learn(): total_timesteps={budget:,}, the n_timesteps of {config_path(algo).name}'s {env_id} entry")
+            print(
+                f"{name}.learn(): total_timesteps={budget:,}, "
+                f"the n_timesteps of {config_path(str(algo)).name}'s {env_id} entry"
+            )
         return budget
 
     def save(self, *args: Any, **kwargs: Any) -> None:
@@ -124,7 +131,7 @@ class SB3POAlgorithmMixin:
         super().save(*args, **kwargs)  # type: ignore[misc]
 
     @classmethod
-    def load(cls, path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def load(cls, path: Any, *args: Any, **kwargs: Any) -> Any:
         name = getattr(path, "name", path)
         algorithm, policy = saved_algorithm(path)
         accepted = {c.__name__ for c in cls.__mro__}

@@ -51,15 +51,17 @@ class _EstimatorBufferMeta(ABCMeta):
     estimator over the family's Dict buffer), and such an instance counts as an instance of the named class.
     """
 
+    dict_variant: Any  # set on each estimator buffer class
+
     def __call__(cls, buffer_size: int, observation_space: spaces.Space, *args: Any, **kwargs: Any):
-        target = cls
+        target, dict_variant = cls, cls.dict_variant
         if isinstance(observation_space, spaces.Dict) and not issubclass(cls, DictRolloutBuffer):
-            if cls.dict_variant is None:
+            if dict_variant is None:
                 raise TypeError(
                     f"{cls.__name__} got a Dict observation space but has no Dict variant: compose the estimator with "
                     f"a Dict buffer, e.g. `class My{cls.__name__}(<Estimator>, <buffer>, dict_variant=DictRolloutBuffer)`."
                 )
-            target = cls.dict_variant
+            target = dict_variant
         return super(_EstimatorBufferMeta, target).__call__(buffer_size, observation_space, *args, **kwargs)
 
     def __instancecheck__(cls, instance: Any) -> bool:

@@ -55,7 +55,7 @@ def check_number(algo: str, name: str, value: Any, minimum: float, strict: bool 
     :param minimum: the bound
     :param strict: whether the bound itself is refused
     """
-    ok = isinstance(value, (Real, np.floating, np.integer)) and not isinstance(value, bool) and np.isfinite(value)
+    ok = isinstance(value, (Real, np.floating, np.integer)) and not isinstance(value, bool) and np.isfinite(float(value))
     if not ok or (value <= minimum if strict else value < minimum):
         raise ValueError(f"{algo}: {name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}")
 

@@ -12,8 +12,8 @@ Built in, without users writing anything:
 - Gymnasium's classic-control envs (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum):
   their physical state attributes;
 - MuJoCo envs: the full physics and integrator state through ``mujoco.mj_getState`` / ``mj_setState``;
-- ``mode="copy"``: a deep copy of the env below ``Monitor`` (any env that deep-copies), verified once;
-- ``mode="seed"``: for envs whose ``reset(seed=s)`` is deterministic (every Gymnasium env, Box2D included):
+- ``state_mode="copy"``: a deep copy of the env below ``Monitor`` (any env that deep-copies), verified once;
+- ``state_mode="seed"``: for envs whose ``reset(seed=s)`` is deterministic (every Gymnasium env, Box2D included):
   a start state *is* a seed; only reset states can be shared, not states in the middle of an episode.
 
 :class:`RestorableEnv` is the wrapper (outermost, above ``Monitor``) that GRPO talks to through
@@ -26,8 +26,9 @@ there, with a message naming the env, the reason and the ways out; nothing falls
 """
 
 import copy
+import multiprocessing
 import sys
-from typing import Any
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -76,15 +77,16 @@ class RestorableEnv(gym.Wrapper):
     Wrapper that saves and restores the full state of the env it wraps (see the module's docstring).
 
     :param env: The env, usually ``Monitor``-wrapped (``make_vec_env(..., wrapper_class=RestorableEnv)``)
-    :param mode: ``"auto"`` (the env's own get_state/set_state, else the built-in classic-control or MuJoCo
+    :param state_mode: ``"auto"`` (the env's own get_state/set_state, else the built-in classic-control or MuJoCo
         support, else a verified deep copy), ``"state"`` (own protocol or built-in only), ``"copy"`` or ``"seed"``
     :param verify_steps: How many steps the construction-time check replays
-    :param seed: Seed of the wrapper's own random numbers (the seeds of ``mode="seed"``, fresh env RNGs after a copy)
+    :param seed: Seed of the wrapper's own random numbers (the seeds of ``state_mode="seed"``, fresh env RNGs after a copy)
     """
 
-    def __init__(self, env: gym.Env, mode: str = "auto", verify_steps: int = 5, seed: int | None = None):
+    def __init__(self, env: gym.Env, state_mode: str = "auto", verify_steps: int = 5, seed: int | None = None):
         super().__init__(env)
-        check_choice("RestorableEnv", "mode", mode, MODES)
+        check_choice("RestorableEnv", "state_mode", state_mode, MODES)
+        self.state_mode = state_mode
         self.rng = np.random.default_rng(seed)
         # Monitor's bookkeeping is restored by attribute; everything below it is the "inner" env
         layer: gym.Env = env
@@ -95,8 +97,18 @@ class RestorableEnv(gym.Wrapper):
                 break
             layer = layer.env
         self.inner: gym.Env = self.monitor.env if self.monitor is not None else env
-        self.backend = self._choose_backend(mode)
-        self._verify(verify_steps)
+        #: why the env cannot be restored, where the check failed in a VecEnv's worker process (see below)
+        self.restore_error: str | None = None
+        try:
+            self.backend = self._choose_backend(state_mode)
+            self._verify(verify_steps)
+        except EnvStateError as error:
+            if multiprocessing.parent_process() is None:
+                raise
+            # In a SubprocVecEnv's worker, raising here would print the message from every worker and end in the
+            # main process's ConnectionResetError. The env is built, unusable: the main process raises the message
+            # once, from check_restorable (GRPO calls it) or from any restore call.
+            self.backend, self.restore_error = "none", str(error)
 
     # -- backends -------------------------------------------------------------------------------------
 
@@ -168,8 +180,9 @@ class RestorableEnv(gym.Wrapper):
             # mjSTATE_INTEGRATION: the full physics state plus the solver's warm start, which makes the replay
             # bit-exact (FULLPHYSICS alone differs in the last bits after a few steps of contact dynamics)
             spec = mujoco.mjtState.mjSTATE_INTEGRATION
-            state = np.empty(mujoco.mj_stateSize(base.model, spec))
-            mujoco.mj_getState(base.model, base.data, state, spec)
+            model, data = base.model, base.data  # type: ignore[attr-defined]  # a MujocoEnv
+            state = np.empty(mujoco.mj_stateSize(model, spec))
+            mujoco.mj_getState(model, data, state, spec)
             return self._wrapper_states(), state
         # classic control
         return self._wrapper_states(), {k: copy.deepcopy(getattr(base, k)) for k in _CLASSIC_CONTROL_ATTRS if hasattr(base, k)}
@@ -194,8 +207,9 @@ class RestorableEnv(gym.Wrapper):
         if self.backend == "mujoco":
             import mujoco
 
-            mujoco.mj_setState(base.model, base.data, base_state, mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(base.model, base.data)
+            model, data = base.model, base.data  # type: ignore[attr-defined]  # a MujocoEnv
+            mujoco.mj_setState(model, data, base_state, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(model, data)
             return
         for key, value in base_state.items():
             setattr(base, key, copy.deepcopy(value))
@@ -218,8 +232,13 @@ class RestorableEnv(gym.Wrapper):
         """Whether states visited in the middle of an episode can be restored (not in seed mode)."""
         return self.backend != "seed"
 
+    def _check_usable(self) -> None:
+        if self.restore_error is not None:
+            raise EnvStateError(self.restore_error)
+
     def get_state(self) -> dict[str, Any]:
         """A snapshot of the current state, with the observation the env shows in it."""
+        self._check_usable()
         if self.backend == "seed":
             raise EnvStateError(
                 f"Env {_env_name(self.inner)} is in seed mode: only reset states can be shared (new_start_state()); "
@@ -240,6 +259,7 @@ class RestorableEnv(gym.Wrapper):
             restored with the same state and seed differ only by the actions taken); by default the copy backend
             draws a fresh generator and the other backends keep the env's
         """
+        self._check_usable()
         if self.backend == "seed":
             obs, _ = self.env.reset(seed=int(state["seed"]))
             self._last_obs = obs
@@ -250,7 +270,7 @@ class RestorableEnv(gym.Wrapper):
             layer = self.inner
             while isinstance(layer, gym.Wrapper):
                 if isinstance(layer, TimeLimit):
-                    layer._elapsed_steps = 0
+                    layer._elapsed_steps = 0  # type: ignore[assignment]  # gymnasium annotates it as None until reset
                 layer = layer.env
             if self.monitor is not None:
                 self.monitor.rewards = []
@@ -261,6 +281,7 @@ class RestorableEnv(gym.Wrapper):
 
     def new_start_state(self) -> tuple[dict[str, Any], Any]:
         """Reset into a new start state drawn from the env's reset distribution: ``(snapshot, observation)``."""
+        self._check_usable()
         if self.backend == "seed":
             seed = int(self.rng.integers(2**31 - 1))
             return {"seed": seed}, self.set_state({"seed": seed})
@@ -275,7 +296,7 @@ class RestorableEnv(gym.Wrapper):
         self._last_obs = obs
         return obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._last_obs = obs
         return obs, reward, terminated, truncated, info
@@ -304,7 +325,14 @@ class RestorableEnv(gym.Wrapper):
                 second_obs, _ = self.inner.reset(seed=12345)
                 second = self._rollout(actions)
                 same = _same(first_obs, second_obs) and _same_rollouts(first, second)
-                reason = "reset(seed=s) is not deterministic"
+                if not _same(first_obs, second_obs):
+                    reason = "reset(seed=s) is not deterministic: two resets with the same seed gave different observations"
+                else:
+                    reason = (
+                        "reset(seed=s) is deterministic but step() is not: after two resets with the same seed, the same "
+                        f"actions gave {_first_difference(first, second)} (randomness in step() that does not come from "
+                        "the env's np_random, e.g. numpy's or Python's global generator)"
+                    )
             else:
                 self.inner.reset(seed=12345)
                 self._rollout(actions[:2])  # check a state in the middle of an episode, not only a reset state
@@ -315,7 +343,10 @@ class RestorableEnv(gym.Wrapper):
                 self.inner.unwrapped.np_random.bit_generator.state = rng_state
                 second = self._rollout(actions)
                 same = _same_rollouts(first, second)
-                reason = f"restoring a {self.backend} snapshot does not reproduce the same observations and rewards"
+                reason = (
+                    f"restoring a {self.backend} snapshot and replaying the same actions gave "
+                    f"{_first_difference(first, second)}"
+                )
         except EnvStateError:
             raise
         except Exception as error:
@@ -333,6 +364,17 @@ def _same(a: Any, b: Any) -> bool:
     a, b = np.asarray(a), np.asarray(b)
     # an env that produces NaN at the same step after a restore is restored exactly
     return np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.floating) and np.issubdtype(b.dtype, np.floating))
+
+
+def _first_difference(first: list[tuple[Any, float, bool]], second: list[tuple[Any, float, bool]]) -> str:
+    """What differs first between two rollouts of the same actions, e.g. ``"a different reward at step 2"``."""
+    for t, ((o1, r1, d1), (o2, r2, d2)) in enumerate(zip(first, second, strict=False)):
+        what = [
+            name for name, same in (("observation", _same(o1, o2)), ("reward", _same(r1, r2)), ("end", d1 == d2)) if not same
+        ]
+        if what:
+            return f"a different {' and '.join(what)} at step {t + 1}"
+    return f"episodes of different lengths ({len(first)} and {len(second)} steps)"
 
 
 def _same_rollouts(first: list[tuple[Any, float, bool]], second: list[tuple[Any, float, bool]]) -> bool:

@@ -81,6 +81,7 @@ def exact_kl(p: TorchDistribution, q: TorchDistribution) -> th.Tensor:
     if isinstance(p, categorical) and isinstance(q, categorical):
         # sum_a p(a) (log p(a) - log q(a)); torch's version adds masking passes that cost more than the KL itself
         return (p.probs * (p.logits - q.logits)).sum(dim=-1)
+    assert not isinstance(q, list), "a MultiCategorical distribution against a single one"
     kl = th.distributions.kl_divergence(p, q)
     return kl.sum(dim=tuple(range(1, kl.dim()))) if kl.dim() > 1 else kl
 
@@ -113,8 +114,8 @@ def approx_kl(log_ratio: th.Tensor) -> th.Tensor:
 
 def policy_kl(
     estimator: str,
-    p: TorchDistribution,
-    q: TorchDistribution,
+    p: TorchDistribution | None,
+    q: TorchDistribution | None,
     log_prob_p: th.Tensor,
     log_prob_q: th.Tensor,
     ratio: th.Tensor | None = None,
@@ -131,9 +132,10 @@ def policy_kl(
       the policy away from pi_old rather than toward q.
     - ``"k3"`` stays unweighted, as DeepSeekMath writes it: its value estimates KL(p || q), and its expected
       gradient at theta = theta_old is that of the *forward* KL(q || p) (here KL(pi_ref || pi_theta)).
-    - ``"exact"`` needs no samples.
+    - ``"exact"`` needs no samples (and is the only one that needs the distributions: None for the others).
     """
     if estimator == "exact":
+        assert p is not None and q is not None, "the exact KL needs both distributions"
         return exact_kl(p, q)
     if estimator == "k1":
         return kl_k1(log_prob_p, log_prob_q) if ratio is None else ratio * kl_k1(log_prob_p, log_prob_q)

@@ -75,7 +75,7 @@ def remove_critic(policy: ActorCriticPolicy) -> None:
     actor alone: the value head becomes :class:`ZeroBaseline` and the critic's own features extractor
     is the actor's. The caller rebuilds the optimiser.
     """
-    policy.value_net = ZeroBaseline()
+    policy.value_net = ZeroBaseline()  # type: ignore[assignment]  # SB3 annotates value_net as nn.Linear
     if not policy.share_features_extractor:
         policy.vf_features_extractor = policy.pi_features_extractor
 

@@ -26,30 +26,57 @@ from stable_baselines3.common.vec_env import (
     VecVideoRecorder,
 )
 
-from sb3_po.common.env_state import EnvStateError, RestorableEnv
+from sb3_po.common.checks import check_choice, check_int
+from sb3_po.common.env_state import MODES, EnvStateError, RestorableEnv
 
 # VecEnv wrappers that either leave observations alone or transform them statelessly
 TRANSPARENT_VEC_WRAPPERS = (VecNormalize, VecTransposeImage, VecCheckNan, VecVideoRecorder)
 
 
-def restorable_vec_env(env: GymEnv | str | None, n_envs: int, state_mode: str = "auto", seed: int | None = None) -> Any:
+def restorable_vec_env(
+    env: GymEnv | str | None,
+    n_envs: int | None = None,
+    state_mode: str = "auto",
+    seed: int | None = None,
+    default_n_envs: int = 1,
+    refuse_unused: bool = False,
+) -> Any:
     """
     A VecEnv whose envs are all restorable, built from what a user passes to an algorithm:
 
-    - an env id: ``make_vec_env(env_id, n_envs)`` with each env wrapped in ``RestorableEnv(mode=state_mode)``;
+    - an env id: ``make_vec_env(env_id, n_envs)`` (``default_n_envs`` when None) with each env wrapped in
+      ``RestorableEnv(state_mode=state_mode)``;
     - a ``gym.Env``: ``DummyVecEnv`` of it, wrapped in ``Monitor`` and ``RestorableEnv`` where it is not;
     - a ``DummyVecEnv`` (possibly under transparent VecEnv wrappers) whose envs are not all restorable: each env
       is wrapped in place (the envs live in this process); an env that implements ``get_state``/``set_state``
       itself is restored through them;
     - any other VecEnv is returned as it is (:func:`check_restorable` says what is wrong with it, if anything).
+
+    :param refuse_unused: Refuse ``n_envs`` where ``env`` is not an env id, and a ``state_mode`` other than
+        ``"auto"`` where no env is wrapped and the wrapped ones use another (a constructor's arguments: no silent
+        no-ops)
     """
-    wrapper_kwargs = dict(mode=state_mode, seed=seed)
+    check_choice("GRPO", "state_mode", state_mode, MODES)
+    if n_envs is not None:
+        check_int("GRPO", "n_envs", n_envs, 1)
+    if refuse_unused and n_envs is not None and not isinstance(env, str):
+        raise ValueError(
+            f"GRPO: n_envs={n_envs!r} is used by an env given by id; this env would ignore it (a VecEnv has its own "
+            "number of envs, a gym.Env is one)"
+        )
+    if refuse_unused and state_mode != "auto" and not needs_wrapping(env) and state_mode not in wrapped_state_modes(env):
+        raise ValueError(
+            f"GRPO: state_mode={state_mode!r} is used by the envs GRPO wraps in RestorableEnv (an env id, a gym.Env, a "
+            "DummyVecEnv's unwrapped envs); this env's envs are wrapped already with another state_mode"
+        )
+    n_envs = default_n_envs if n_envs is None else n_envs
+    wrapper_kwargs = dict(state_mode=state_mode, seed=seed)
     if isinstance(env, str):
         return make_vec_env(env, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=wrapper_kwargs)
     if isinstance(env, gym.Env):
         if not is_wrapped(env, RestorableEnv):
             env = RestorableEnv(env if is_wrapped(env, Monitor) else Monitor(env), **wrapper_kwargs)  # type: ignore[arg-type]
-        return DummyVecEnv([lambda: env])  # type: ignore[list-item,return-value]
+        return DummyVecEnv([lambda: env])
     if isinstance(env, VecEnv):
         base = env.unwrapped
         if isinstance(base, DummyVecEnv):
@@ -58,10 +85,30 @@ def restorable_vec_env(env: GymEnv | str | None, n_envs: int, state_mode: str = 
                     # the same seeds as make_vec_env gives its envs, so that members of a group differ by env
                     base.envs[i] = RestorableEnv(
                         inner if is_wrapped(inner, Monitor) else Monitor(inner),
-                        mode=state_mode,
+                        state_mode=state_mode,
                         seed=None if seed is None else seed + i,
                     )
     return env
+
+
+def needs_wrapping(env: GymEnv | str | None) -> bool:
+    """Whether :func:`restorable_vec_env` wraps envs of ``env`` in ``RestorableEnv`` (and so uses its ``state_mode``)."""
+    if isinstance(env, str):
+        return True
+    if isinstance(env, gym.Env):
+        return not is_wrapped(env, RestorableEnv)
+    if isinstance(env, VecEnv) and isinstance(env.unwrapped, DummyVecEnv):
+        return not all(is_wrapped(inner, RestorableEnv) for inner in env.unwrapped.envs)
+    return False
+
+
+def wrapped_state_modes(env: GymEnv | str | None) -> set[str]:
+    """The ``state_mode`` of the ``RestorableEnv`` wrappers of ``env``'s envs (empty where they are not all wrapped)."""
+    if isinstance(env, gym.Env):
+        return {env.get_wrapper_attr("state_mode")} if is_wrapped(env, RestorableEnv) else set()
+    if isinstance(env, VecEnv) and all(env.env_is_wrapped(RestorableEnv)):
+        return set(env.get_attr("state_mode"))
+    return set()
 
 
 def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:
@@ -75,6 +122,10 @@ def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:
             "sb3_po.common.env_state.RestorableEnv, e.g. make_vec_env(env_id, n_envs, wrapper_class=RestorableEnv, "
             "vec_env_cls=SubprocVecEnv), or pass the env id (or a DummyVecEnv, whose envs are wrapped for you)."
         )
+    # the check failed in a worker process (SubprocVecEnv): its message, once
+    errors = [error for error in env.get_attr("restore_error") if error is not None]
+    if errors:
+        raise EnvStateError(errors[0])
     layer: VecEnv = env
     while isinstance(layer, VecEnvWrapper):
         if not isinstance(layer, TRANSPARENT_VEC_WRAPPERS):

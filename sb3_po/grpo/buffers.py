@@ -10,8 +10,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import BaseBuffer
+from stable_baselines3.common.preprocessing import get_action_dim, get_obs_shape
 from stable_baselines3.common.type_aliases import TensorDict
+from stable_baselines3.common.utils import get_device
 
 from sb3_po.common.checks import check_choice
 from sb3_po.common.minibatches import minibatch_indices
@@ -47,23 +48,94 @@ class GroupRolloutBufferSamples(NamedTuple):
     indices: np.ndarray  # positions in the flat rollout, to look up per-sample data kept elsewhere
 
 
-class GroupRolloutBuffer(BaseBuffer):
+class StepStorage:
+    """
+    The steps of all env slots as SB3 stores them, one row per VecEnv step (observations acted on, actions, their
+    log-probabilities, raw rewards), in arrays that double when a rollout needs more rows.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param n_envs: Number of env slots
+    :param initial_rows: Rows allocated at first
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, n_envs: int, initial_rows: int = 256):
+        self.observation_space, self.action_space, self.n_envs = observation_space, action_space, n_envs
+        self.obs_shape = get_obs_shape(observation_space)
+        self.action_dim = get_action_dim(action_space)
+        self.rows = initial_rows
+        self.pos = 0
+        self.arrays = self._allocate(initial_rows)
+
+    def _allocate(self, rows: int) -> dict[str, Any]:
+        def array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            return np.zeros((rows, self.n_envs, *shape), dtype=dtype)
+
+        observations: Any
+        if isinstance(self.observation_space, spaces.Dict) and isinstance(self.obs_shape, dict):
+            observations = {key: array(shape, self.observation_space[key].dtype) for key, shape in self.obs_shape.items()}
+        else:
+            assert isinstance(self.obs_shape, tuple)
+            observations = array(self.obs_shape, self.observation_space.dtype)
+        return dict(
+            observations=observations,
+            actions=array((self.action_dim,), self.action_space.dtype),
+            log_probs=array((), np.float32),
+            rewards=array((), np.float64),
+        )
+
+    def _grow(self) -> None:
+        bigger = self._allocate(2 * self.rows)
+        for name, old in self.arrays.items():
+            if isinstance(old, dict):
+                for key in old:
+                    bigger[name][key][: self.rows] = old[key]
+            else:
+                bigger[name][: self.rows] = old
+        self.arrays = bigger
+        self.rows *= 2
+
+    def add(self, obs: Any, actions: np.ndarray, log_probs: np.ndarray, rewards: np.ndarray) -> None:
+        """One VecEnv step of every slot."""
+        if self.pos == self.rows:
+            self._grow()
+        steps = self.arrays
+        if isinstance(obs, dict):
+            for key, value in obs.items():
+                steps["observations"][key][self.pos] = value
+        else:
+            assert isinstance(self.obs_shape, tuple)
+            steps["observations"][self.pos] = np.reshape(obs, (self.n_envs, *self.obs_shape))  # Discrete: (n_envs,)
+        steps["actions"][self.pos] = actions.reshape(self.n_envs, self.action_dim)  # Discrete: (n_envs,)
+        steps["log_probs"][self.pos] = log_probs
+        steps["rewards"][self.pos] = rewards
+        self.pos += 1
+
+    def rewards(self, episode: Episode) -> np.ndarray:
+        """The rewards of one episode's steps."""
+        return self.arrays["rewards"][episode.start : episode.stop, episode.slot]
+
+
+class GroupRolloutBuffer:
     """
     Rollout buffer of GRPO: whole episodes, in groups that share a start state.
 
-    Steps are added for all env slots at once (:meth:`add`, one row per VecEnv step, in storage that grows as
-    the episodes take); :meth:`add_episode` records which rows of which slot form a member episode of which
-    group; :meth:`compute_advantages` flattens the episodes, group by group, and computes each step's
-    group advantage (with the ``advantage_estimator``) and its weight in the loss (``loss_type``).
+    Steps are added for all env slots at once (:meth:`add`, one row per VecEnv step, into a :class:`StepStorage`);
+    :meth:`add_episode` records which rows of which slot form a member episode of which group;
+    :meth:`compute_advantages` flattens the episodes, group by group, and computes each step's group advantage (with
+    the ``advantage_estimator``) and its weight in the loss (``loss_type``). It is not an SB3 ``BaseBuffer``: its
+    rollouts are whole episodes of any length, not ``buffer_size`` steps per env.
 
     :param observation_space: Observation space
     :param action_space: Action space
     :param advantage_estimator: The group advantage estimator (:mod:`sb3_po.grpo.advantages`)
     :param branch_estimator: The estimator of branch groups (episodes with ``credit``): the vine's advantage of a
-        branch's return relative to the other branches from the same state; default: outcome, mean and std
+        branch's return relative to the other branches from the same state (GRPO builds it from its own ``gamma``,
+        ``advantage``, ``scale_rewards`` and ``softmax_temperature``); default: outcome supervision with the
+        ``advantage_estimator``'s gamma and scale_rewards
     :param loss_type: ``"step"`` (mean over all steps), ``"episode"`` (the paper's per-episode mean, then mean
         over episodes) or ``"dr_grpo"`` (sum over steps divided by episodes x ``loss_normalizer``)
-    :param loss_normalizer: Dr. GRPO's constant episode length (needed with ``loss_type="dr_grpo"``)
+    :param loss_normalizer: Dr. GRPO's constant episode length (with ``loss_type="dr_grpo"`` only)
     :param device: PyTorch device
     :param n_envs: Number of parallel environments (env slots)
     :param initial_rows: Rows allocated at first; the storage doubles when a rollout needs more
@@ -83,68 +155,41 @@ class GroupRolloutBuffer(BaseBuffer):
         n_envs: int = 1,
         initial_rows: int = 256,
     ):
-        super().__init__(initial_rows, observation_space, action_space, device, n_envs=n_envs)
-        check_choice(type(self).__name__, "loss_type", loss_type, LOSS_TYPES)
+        check_choice("GRPO", "loss_type", loss_type, LOSS_TYPES)
+        if loss_normalizer is not None and loss_type != "dr_grpo":
+            raise ValueError(
+                f"GRPO: loss_normalizer={loss_normalizer!r} is used by loss_type='dr_grpo'; loss_type={loss_type!r} "
+                "would ignore it"
+            )
+        self.observation_space, self.action_space = observation_space, action_space
+        self.device = get_device(device)
+        self.n_envs = n_envs
         self.advantage_estimator = advantage_estimator
-        self.branch_estimator = OutcomeAdvantage() if branch_estimator is None else branch_estimator
+        if branch_estimator is None:
+            branch_estimator = OutcomeAdvantage(advantage_estimator.gamma, advantage_estimator.scale_rewards)
+        self.branch_estimator = branch_estimator
         self.loss_type = loss_type
         self.loss_normalizer = loss_normalizer
-        self._steps = self._allocate(initial_rows)
+        self.storage = StepStorage(observation_space, action_space, n_envs, initial_rows)
         self.reset()
 
-    # -- storage, one row per VecEnv step ----------------------------------------------------------------------
-
-    def _allocate(self, rows: int) -> dict[str, Any]:
-        def array(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-            return np.zeros((rows, self.n_envs, *shape), dtype=dtype)
-
-        if isinstance(self.observation_space, spaces.Dict):
-            observations: Any = {
-                key: array(shape, self.observation_space[key].dtype)
-                for key, shape in self.obs_shape.items()  # type: ignore[union-attr]
-            }
-        else:
-            observations = array(self.obs_shape, self.observation_space.dtype)  # type: ignore[arg-type]
-        return dict(
-            observations=observations,
-            actions=array((self.action_dim,), self.action_space.dtype),
-            log_probs=array((), np.float32),
-            rewards=array((), np.float64),
-        )
-
-    def _grow(self) -> None:
-        bigger = self._allocate(2 * self.buffer_size)
-        for name, old in self._steps.items():
-            if isinstance(old, dict):
-                for key in old:
-                    bigger[name][key][: self.buffer_size] = old[key]
-            else:
-                bigger[name][: self.buffer_size] = old
-        self._steps = bigger
-        self.buffer_size *= 2
+    @property
+    def pos(self) -> int:
+        """Rows (VecEnv steps) stored in this rollout."""
+        return self.storage.pos
 
     def reset(self) -> None:
+        self.storage.pos = 0
         self.groups: list[list[Episode]] = []
         self.episode_returns = np.zeros((0, 0))
         self.branch_returns = np.zeros((0, 0))
         self.episode_lengths = np.zeros(0, dtype=int)
         self.n_samples = 0
-        super().reset()
+        self.full = False
 
-    def add(self, obs: Any, actions: np.ndarray, log_probs: np.ndarray, rewards: np.ndarray) -> None:  # type: ignore[override]
+    def add(self, obs: Any, actions: np.ndarray, log_probs: np.ndarray, rewards: np.ndarray) -> None:
         """One VecEnv step of every slot: the observations acted on, the actions, their log-probabilities, raw rewards."""
-        if self.pos == self.buffer_size:
-            self._grow()
-        steps = self._steps
-        if isinstance(obs, dict):
-            for key, value in obs.items():
-                steps["observations"][key][self.pos] = value
-        else:
-            steps["observations"][self.pos] = np.reshape(obs, (self.n_envs, *self.obs_shape))  # Discrete: (n_envs,)
-        steps["actions"][self.pos] = actions.reshape(self.n_envs, self.action_dim)  # Discrete: (n_envs,)
-        steps["log_probs"][self.pos] = log_probs
-        steps["rewards"][self.pos] = rewards
-        self.pos += 1
+        self.storage.add(obs, actions, log_probs, rewards)
 
     def add_episode(self, episode: Episode) -> None:
         """A member episode has finished: its steps are rows ``start`` to ``stop - 1`` of its slot."""
@@ -152,14 +197,9 @@ class GroupRolloutBuffer(BaseBuffer):
             self.groups.append([])
         self.groups[episode.group].append(episode)
 
-    def group_returns(self, group: int) -> np.ndarray:
-        """The returns of a group's finished members (as the advantage estimator scores them)."""
-        rewards = [self._steps["rewards"][ep.start : ep.stop, ep.slot] for ep in self.groups[group]]
-        return self.advantage_estimator.returns([rewards])[0]
-
-    def zero_spread(self, group: int) -> bool:
-        """Whether every member of the group has the same return (its group advantage is zero)."""
-        return bool(np.ptp(self.group_returns(group)) == 0)
+    def has_signal(self, group: int) -> bool:
+        """Whether the group's advantages under the estimator in use are not all zero (it carries a gradient)."""
+        return self.advantage_estimator.has_signal([self.storage.rewards(ep) for ep in self.groups[group]])
 
     def discard_group(self, group: int) -> None:
         """Drop a group's episodes from the rollout (their steps stay counted by the algorithm)."""
@@ -185,11 +225,13 @@ class GroupRolloutBuffer(BaseBuffer):
         self.groups = trunks + branches
         episodes = [ep for group in self.groups for ep in group]
         rows, slots = self._rows(episodes)
-        steps = self._steps
+        steps = self.storage.arrays
         rewards = steps["rewards"][rows, slots]
         lengths = np.array([ep.length for ep in episodes])
         per_member = np.split(rewards, np.cumsum(lengths)[:-1])
-        trunk_rewards, branch_rewards, first = [], [], 0
+        trunk_rewards: list[list[np.ndarray]] = []
+        branch_rewards: list[list[np.ndarray]] = []
+        first = 0
         for group in self.groups:
             (branch_rewards if group[0].credit is not None else trunk_rewards).append(per_member[first : first + len(group)])
             first += len(group)
@@ -242,9 +284,7 @@ class GroupRolloutBuffer(BaseBuffer):
             return {key: value[firsts].reshape(*shape, *value.shape[1:]) for key, value in self.observations.items()}
         return self.observations[firsts].reshape(*shape, *self.observations.shape[1:])
 
-    def get(  # type: ignore[override]
-        self, n_minibatches: int = 1
-    ) -> Generator[GroupRolloutBufferSamples, None, None]:
+    def get(self, n_minibatches: int = 1) -> Generator[GroupRolloutBufferSamples, None, None]:
         """The rollout in ``n_minibatches`` random minibatches of (nearly) equal size."""
         assert self.full, "compute_advantages() first"
         for batch_indices in minibatch_indices(self.n_samples, n_minibatches=min(n_minibatches, self.n_samples)):
@@ -254,9 +294,11 @@ class GroupRolloutBuffer(BaseBuffer):
         """The whole rollout as one batch, in buffer order."""
         return self._get_samples(np.arange(self.n_samples))
 
-    def _get_samples(  # type: ignore[override]
-        self, batch_inds: np.ndarray, env: Any = None
-    ) -> GroupRolloutBufferSamples:
+    def to_torch(self, array: np.ndarray) -> th.Tensor:
+        return th.tensor(array, device=self.device)  # a copy, as SB3's BaseBuffer.to_torch
+
+    def _get_samples(self, batch_inds: np.ndarray) -> GroupRolloutBufferSamples:
+        observations: th.Tensor | TensorDict
         if isinstance(self.observations, dict):
             observations = {k: self.to_torch(v[batch_inds]) for k, v in self.observations.items()}
         else:

@@ -21,109 +21,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 
+from sb3_po.common.checks import check_int
 from sb3_po.common.vec_env_state import VecEnvStates, set_rows
+from sb3_po.grpo.branching import Branching
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
-
-START_STATES = ("reset", "visited", "frontier")
-
-
-@dataclass(frozen=True)
-class Branching:
-    """
-    Branching rollouts (TRPO's vine, Schulman et al. 2015, section 5): at states chosen uniformly along a rollout's
-    episodes (the trunks), ``n_branches`` branches of at most ``horizon`` steps start from the restored state; each
-    branch is scored by its return over those steps, relative to the other branches of its state, and that
-    advantage goes to its first ``credit`` actions.
-
-    :param n_states: States branched from per rollout
-    :param n_branches: K, the branches of one state (>= 2)
-    :param horizon: H, the steps a branch runs at most
-    :param credit: How many of a branch's first actions are trained on
-    :param common_random_numbers: The branches of a state get the same env random numbers (the env's generator is
-        seeded alike), so that they differ only by the policy's actions
-    """
-
-    n_states: int
-    n_branches: int
-    horizon: int
-    credit: int = 1
-    common_random_numbers: bool = False
-
-
-class StartStates:
-    """Where groups start: a reset state (``draw`` returns None) or a state saved in earlier steps."""
-
-    def draw(self) -> Any:
-        """A saved start state, or None for a new reset state."""
-        return None
-
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """After a step: ``running`` are the slots whose member goes on from ``observations`` (their raw observations)."""
-
-
-class VisitedStates(StartStates):
-    """
-    ``start_states="visited"``: a pool of states visited in earlier rollouts, sampled uniformly.
-
-    :param fraction: The probability that a group starts from a visited state (else from a reset)
-    :param capture_prob: The probability that a running member's state joins the pool at a step
-    :param pool: The pool (a bounded deque, saved with the model)
-    """
-
-    def __init__(self, fraction: float, capture_prob: float, pool: deque):
-        self.fraction, self.capture_prob, self.pool = fraction, capture_prob, pool
-
-    def draw(self) -> Any:
-        if self.pool and np.random.random() < self.fraction:
-            return self.pool[np.random.randint(len(self.pool))]
-        return None
-
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """Each running slot joins the pool with probability ``capture_prob``."""
-        chosen = running[np.random.random(len(running)) < self.capture_prob]
-        for slot in chosen:
-            self.pool.append(states.get_state(int(slot)))
-
-
-class FrontierStates(StartStates):
-    """
-    ``start_states="frontier"``: one saved state per cell of a grid over the observation space, drawn with weight
-    ``1 / sqrt(1 + visits)`` so that rarely visited cells, the edge of what the policy reaches, are preferred
-    (Go-Explore, Ecoffet et al. 2021; restarts from visited states, Salimans and Chen 2018).
-
-    :param fraction: The probability that a group starts from a frontier state (else from a reset)
-    :param low: Lower bounds of the observations (finite)
-    :param high: Upper bounds of the observations (finite)
-    :param n_cells: Cells per observation dimension
-    :param archive: ``{"visits": array of visits per cell, "states": {cell: state}}`` (saved with the model)
-    """
-
-    def __init__(self, fraction: float, low: np.ndarray, high: np.ndarray, n_cells: int, archive: dict[str, Any]):
-        self.fraction, self.n_cells = fraction, n_cells
-        self.low, self.width = low.astype(np.float64), (high.astype(np.float64) - low) / n_cells
-        self.visits: np.ndarray = archive["visits"]
-        self.states: dict[int, Any] = archive["states"]
-
-    def cells(self, observations: np.ndarray) -> np.ndarray:
-        index = np.clip(((observations - self.low) / self.width).astype(np.int64), 0, self.n_cells - 1)
-        return np.ravel_multi_index(index.T, (self.n_cells,) * index.shape[1])
-
-    def draw(self) -> Any:
-        if self.states and np.random.random() < self.fraction:
-            cells = np.fromiter(self.states, dtype=np.int64, count=len(self.states))
-            weights = 1.0 / np.sqrt(1.0 + self.visits[cells])
-            return self.states[int(cells[np.random.choice(len(cells), p=weights / weights.sum())])]
-        return None
-
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """Count the running slots' cells; a cell seen for the first time keeps the state that reached it."""
-        if len(running) == 0:
-            return
-        cells = self.cells(np.asarray(observations)[running].reshape(len(running), -1))
-        new = self.visits[cells] == 0
-        np.add.at(self.visits, cells, 1)
-        for cell, slot in zip(*np.unique(cells[new], return_index=True), strict=True):
-            self.states[int(cell)] = states.get_state(int(running[new][slot]))
+from sb3_po.grpo.start_states import ResetStates, StartStates
 
 
 class GroupRolloutCollector:
@@ -135,7 +37,7 @@ class GroupRolloutCollector:
     :param fresh_time_limit: A group started from a saved state gets a fresh time budget (and Monitor counts its
         members' episodes from there); otherwise the state's elapsed steps are restored with it
     :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
-        returns are all equal (no gradient); the replaced groups' steps still count
+        advantages under the estimator in use are all zero (no gradient); the replaced groups' steps still count
     :param branching: Branch groups from states along the episodes (:class:`Branching`), or None
     """
 
@@ -147,21 +49,31 @@ class GroupRolloutCollector:
         resample_groups: int = 0,
         branching: Branching | None = None,
     ):
+        check_int("GRPO", "group_size", group_size, 2)
+        check_int("GRPO", "resample_groups", resample_groups, 0)
+        start_states = ResetStates() if start_states is None else start_states
+        if fresh_time_limit and isinstance(start_states, ResetStates) and branching is None:
+            raise ValueError(
+                "GRPO: fresh_time_limit=True is used by start_states='visited'/'frontier' and branch_states > 0 (groups "
+                "restored from mid-episode states); from reset states it would do nothing"
+            )
         self.group_size = group_size
-        self.start_states = StartStates() if start_states is None else start_states
+        self.start_states = start_states
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
         self.branching = branching
         self._trunk_steps: int | None = None  # member steps of whole episodes in the last rollout
 
-    def collect(self, model: Any, env: VecEnv, callback: BaseCallback, buffer: GroupRolloutBuffer, n_groups: int) -> bool:
+    def collect(
+        self, model: Any, env: VecEnv, callback: BaseCallback, buffer: GroupRolloutBuffer, n_groups: int, last_obs: Any
+    ) -> "Rollout":
         """
-        Run one rollout of ``model`` (a GRPO) on ``env``; False when a callback stopped training.
+        Run one rollout of ``model`` (a GRPO) on ``env`` from the observations ``last_obs``; the returned record says
+        whether a callback stopped training (``completed=False``).
 
         What a step does is SB3's ``OnPolicyAlgorithm.collect_rollouts``: policy forward, clipped actions,
-        ``env.step``, ``num_timesteps``, the callbacks (with PPO's locals) and the episode-info buffer.
+        ``env.step``, ``model.num_timesteps``, the callbacks (with PPO's locals) and the episode-info buffer.
         """
-        assert model._last_obs is not None, "No previous observation was provided"
         policy = model.policy
         policy.set_training_mode(False)
         buffer.reset()
@@ -169,60 +81,18 @@ class GroupRolloutCollector:
             policy.reset_noise(env.num_envs)
         callback.on_rollout_start()
 
-        states = VecEnvStates(env)
-        starts = [self.start_states.draw() for _ in range(n_groups)]
-        queue = deque(group for group in range(n_groups) for _ in range(self.group_size))
-        finished = [0] * n_groups  # members of each group that have finished
-        size = [self.group_size] * n_groups  # members of each group
-        seeds: list[int | None] = [None] * n_groups  # common random numbers of a branch group
-        branch_of = [False] * n_groups  # whether a group is a branch group
-        resamples_left, discarded = self.resample_groups, 0
-        slot_group = np.full(env.num_envs, -1)  # the group of the member running in each slot; -1: idle
-        slot_start = np.zeros(env.num_envs, dtype=int)  # the buffer row where that member's episode began
-        branching, n_branch_groups, trunk_steps = self.branching, 0, 0
-        is_branch = np.zeros(env.num_envs, dtype=bool)  # whether the member in each slot is a branch
-        if branching is not None:
-            # the probability that a step of a whole episode is branched from: n_states per rollout on average
-            expected = self._trunk_steps or n_groups * self.group_size * 100
-            branch_prob = min(1.0, branching.n_states / expected)
-        clip_box = isinstance(model.action_space, spaces.Box) and not policy.squash_output
-
-        def assign(free: np.ndarray) -> int:
-            """Start the next members of the queue in the free slots; how many started."""
-            taken = [queue.popleft() for _ in range(min(len(free), len(queue)))]
-            for group in dict.fromkeys(taken):  # each group once, in queue order
-                slots = [int(s) for s, g in zip(free, taken, strict=False) if g == group]
-                if starts[group] is None:
-                    starts[group], obs = states.new_start(slots[0])
-                    set_rows(model._last_obs, slots[:1], obs)
-                    slots = slots[1:]
-                if slots:
-                    observations = states.restore(slots, starts[group], self.fresh_time_limit, seeds[group])
-                    set_rows(model._last_obs, slots, observations)
-            n_taken = len(taken)
-            slot_group[free[:n_taken]] = taken
-            slot_start[free[:n_taken]] = buffer.pos
-            if branching is not None:
-                is_branch[free[:n_taken]] = [branch_of[group] for group in taken]
-            if model.use_sde:
-                # gSDE's noise is a function of the state: without a new draw, members run one after another in a
-                # slot would replay the same episode from the shared start (one draw per member, as members start)
-                for _ in range(n_taken):
-                    policy.reset_noise(env.num_envs)
-            return n_taken
-
-        n_running = assign(np.arange(env.num_envs))  # slots with a member; the others idle
-        n_steps, idle_steps = 0, 0
-        while n_running > 0:
+        run = _Run(self, model, env, buffer, last_obs, n_groups)
+        n_steps = 0
+        while run.n_running > 0:
             if model.use_sde and model.sde_sample_freq > 0 and n_steps % model.sde_sample_freq == 0:
                 policy.reset_noise(env.num_envs)
             with th.no_grad():
-                obs_tensor = obs_as_tensor(model._last_obs, model.device)
+                obs_tensor = obs_as_tensor(run.obs, model.device)
                 actions, values, log_probs = policy(obs_tensor)  # values: zeros, kept for callbacks' locals
             actions = actions.cpu().numpy()
             clipped_actions = actions
             if isinstance(model.action_space, spaces.Box):
-                if clip_box:
+                if run.clip_box:
                     clipped_actions = np.clip(actions, model.action_space.low, model.action_space.high)
                 else:
                     clipped_actions = policy.unscale_action(clipped_actions)
@@ -231,7 +101,7 @@ class GroupRolloutCollector:
             if model._vec_normalize_env is not None:
                 rewards = model._vec_normalize_env.get_original_reward()  # episodes are scored by their raw return
             model.num_timesteps += env.num_envs
-            idle_steps += env.num_envs - n_running
+            run.idle_steps += env.num_envs - run.n_running
             n_steps += 1
 
             # a PPO callback's locals, with this rollout's objects
@@ -241,7 +111,7 @@ class GroupRolloutCollector:
                     env=env,
                     callback=callback,
                     rollout_buffer=buffer,
-                    n_rollout_steps=len(starts) * self.group_size,
+                    n_rollout_steps=n_groups * self.group_size,
                     n_steps=n_steps,
                     obs_tensor=obs_tensor,
                     actions=actions,
@@ -255,55 +125,153 @@ class GroupRolloutCollector:
                 )
             )
             if not callback.on_step():
-                return False
+                return run.record(n_steps, completed=False)
             model._update_info_buffer(infos, dones)
 
-            buffer.add(model._last_obs, actions, log_probs.cpu().numpy(), rewards)
-            if type(self.start_states) is not StartStates:
+            buffer.add(run.obs, actions, log_probs.cpu().numpy(), rewards)
+            if self.start_states.observes:
                 raw = new_obs if model._vec_normalize_env is None else model._vec_normalize_env.get_original_obs()
-                self.start_states.observe(states, raw, np.flatnonzero((slot_group >= 0) & ~dones))
-            model._last_obs = new_obs
-            if branching is not None:
-                trunks = np.flatnonzero((slot_group >= 0) & ~is_branch & ~dones)
-                trunk_steps += int(((slot_group >= 0) & ~is_branch).sum())
-                if n_branch_groups < branching.n_states and len(trunks):
-                    for slot in trunks[np.random.random(len(trunks)) < branch_prob][: branching.n_states - n_branch_groups]:
-                        # a branch group: K members from this state, each for at most H steps
-                        starts.append(states.get_state(int(slot)))
-                        size.append(branching.n_branches)
-                        finished.append(0)
-                        seeds.append(int(np.random.randint(2**31 - 1)) if branching.common_random_numbers else None)
-                        branch_of.append(True)
-                        queue.extend([len(starts) - 1] * branching.n_branches)
-                        n_branch_groups += 1
-                # a branch ends after H steps: the member is done (its env goes on until the slot is restored)
-                dones = dones | (is_branch & (slot_group >= 0) & (buffer.pos - slot_start >= branching.horizon))
+                self.start_states.observe(run.states, raw, np.flatnonzero((run.slot_group >= 0) & ~dones))
+            run.obs = new_obs
+            if self.branching is not None:
+                dones = run.branch(dones)
             if dones.any():
-                for slot in np.flatnonzero((slot_group >= 0) & dones):
-                    group = int(slot_group[slot])
-                    credit = branching.credit if branching is not None and is_branch[slot] else None
-                    buffer.add_episode(Episode(group, int(slot), int(slot_start[slot]), buffer.pos, credit))
-                    n_running -= 1
-                    finished[group] += 1
-                    full = finished[group] == size[group] and not branch_of[group]
-                    if full and resamples_left > 0 and buffer.zero_spread(group):
-                        # dynamic sampling: the group has nothing to teach; a new one takes its place
-                        buffer.discard_group(group)
-                        resamples_left, discarded = resamples_left - 1, discarded + 1
-                        starts.append(self.start_states.draw())
-                        finished.append(0)
-                        size.append(self.group_size)
-                        seeds.append(None)
-                        branch_of.append(False)
-                        queue.extend([len(starts) - 1] * self.group_size)
-                slot_group[dones] = -1
-                if queue:
-                    n_running += assign(np.flatnonzero(slot_group < 0))
+                run.finish(dones)
 
         buffer.compute_advantages()
-        self._trunk_steps = trunk_steps or None
-        model._rollout_steps, model._rollout_idle_steps = n_steps * env.num_envs, idle_steps
-        model._rollout_discarded_groups = discarded
+        self._trunk_steps = run.trunk_steps or None
         callback.update_locals(dict(self=model, env=env, callback=callback, rollout_buffer=buffer, n_steps=n_steps))
         callback.on_rollout_end()
-        return True
+        return run.record(n_steps, completed=True)
+
+
+@dataclass
+class Group:
+    """One group of a rollout: its shared start state, its members, and how many have finished."""
+
+    start: Any  # a saved state, or None until its first member draws a reset state
+    size: int
+    finished: int = 0
+    seed: int | None = None  # common random numbers of a branch group
+    branch: bool = False
+
+    @property
+    def full(self) -> bool:
+        return self.finished == self.size
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """
+    What a rollout did (:meth:`GroupRolloutCollector.collect`), for GRPO to log and to size the next rollout.
+
+    :param completed: False when a callback stopped training during the rollout
+    :param env_steps: Env steps taken (every slot's, idle and discarded groups' included)
+    :param idle_steps: Env steps of slots without a member
+    :param discarded_groups: Groups replaced by dynamic sampling
+    :param n_groups: Groups of whole episodes asked for
+    :param last_obs: The VecEnv's observations after the rollout's last step
+    """
+
+    completed: bool
+    env_steps: int
+    idle_steps: int
+    discarded_groups: int
+    n_groups: int
+    last_obs: Any
+
+
+class _Run:
+    """One rollout in progress: the groups, the queue of members waiting for a slot, and what each slot runs."""
+
+    def __init__(
+        self, collector: GroupRolloutCollector, model: Any, env: VecEnv, buffer: GroupRolloutBuffer, obs: Any, n_groups: int
+    ):
+        self.collector, self.model, self.env, self.buffer = collector, model, env, buffer
+        self.obs: Any = {k: v.copy() for k, v in obs.items()} if isinstance(obs, dict) else np.copy(obs)
+        self.n_groups = n_groups
+        self.states = VecEnvStates(env)
+        group_size = collector.group_size
+        self.groups = [Group(collector.start_states.draw(), group_size) for _ in range(n_groups)]
+        self.queue = deque(group for group in range(n_groups) for _ in range(group_size))
+        self.resamples_left, self.discarded = collector.resample_groups, 0
+        self.slot_group = np.full(env.num_envs, -1)  # the group of the member running in each slot; -1: idle
+        self.slot_start = np.zeros(env.num_envs, dtype=int)  # the buffer row where that member's episode began
+        self.is_branch = np.zeros(env.num_envs, dtype=bool)  # whether the member in each slot is a branch
+        self.n_branch_groups, self.trunk_steps, self.idle_steps = 0, 0, 0
+        branching = collector.branching
+        if branching is not None:
+            # the probability that a step of a whole episode is branched from: n_states per rollout on average
+            expected = collector._trunk_steps or n_groups * group_size * 100
+            self.branch_prob = min(1.0, branching.n_states / expected)
+        self.clip_box = isinstance(model.action_space, spaces.Box) and not model.policy.squash_output
+        self.n_running = self.assign(np.arange(env.num_envs))  # slots with a member; the others idle
+
+    def assign(self, free: np.ndarray) -> int:
+        """Start the next members of the queue in the free slots; how many started."""
+        taken = [self.queue.popleft() for _ in range(min(len(free), len(self.queue)))]
+        for g in dict.fromkeys(taken):  # each group once, in queue order
+            group = self.groups[g]
+            slots = [int(s) for s, t in zip(free, taken, strict=False) if t == g]
+            if group.start is None:
+                group.start, obs = self.states.new_start(slots[0])
+                set_rows(self.obs, slots[:1], obs)
+                slots = slots[1:]
+            if slots:
+                observations = self.states.restore(slots, group.start, self.collector.fresh_time_limit, group.seed)
+                set_rows(self.obs, slots, observations)
+        n_taken = len(taken)
+        self.slot_group[free[:n_taken]] = taken
+        self.slot_start[free[:n_taken]] = self.buffer.pos
+        if self.collector.branching is not None:
+            self.is_branch[free[:n_taken]] = [self.groups[g].branch for g in taken]
+        if self.model.use_sde:
+            # gSDE's noise is a function of the state: without a new draw, members run one after another in a
+            # slot would replay the same episode from the shared start (one draw per member, as members start)
+            for _ in range(n_taken):
+                self.model.policy.reset_noise(self.env.num_envs)
+        return n_taken
+
+    def add_group(self, group: Group) -> None:
+        self.groups.append(group)
+        self.queue.extend([len(self.groups) - 1] * group.size)
+
+    def branch(self, dones: np.ndarray) -> np.ndarray:
+        """Open branch groups at states of running trunks; a branch that ran its H steps is done."""
+        branching = self.collector.branching
+        assert branching is not None
+        running = self.slot_group >= 0
+        trunks = np.flatnonzero(running & ~self.is_branch & ~dones)
+        self.trunk_steps += int((running & ~self.is_branch).sum())
+        if self.n_branch_groups < branching.n_states and len(trunks):
+            chosen = trunks[np.random.random(len(trunks)) < self.branch_prob][: branching.n_states - self.n_branch_groups]
+            for slot in chosen:
+                # a branch group: K members from this state, each for at most H steps
+                start = self.states.get_state(int(slot))
+                seed = int(np.random.randint(2**31 - 1)) if branching.common_random_numbers else None
+                self.add_group(Group(start, branching.n_branches, seed=seed, branch=True))
+                self.n_branch_groups += 1
+        # a branch ends after H steps: the member is done (its env goes on until the slot is restored)
+        return dones | (self.is_branch & running & (self.buffer.pos - self.slot_start >= branching.horizon))
+
+    def finish(self, dones: np.ndarray) -> None:
+        """Record the members that finished as episodes, resample groups without signal, and refill the slots."""
+        collector, buffer = self.collector, self.buffer
+        for slot in np.flatnonzero((self.slot_group >= 0) & dones):
+            g = int(self.slot_group[slot])
+            group = self.groups[g]
+            credit = collector.branching.credit if collector.branching is not None and self.is_branch[slot] else None
+            buffer.add_episode(Episode(g, int(slot), int(self.slot_start[slot]), buffer.pos, credit))
+            self.n_running -= 1
+            group.finished += 1
+            if group.full and not group.branch and self.resamples_left > 0 and not buffer.has_signal(g):
+                # dynamic sampling: the group has nothing to teach; a new one takes its place
+                buffer.discard_group(g)
+                self.resamples_left, self.discarded = self.resamples_left - 1, self.discarded + 1
+                self.add_group(Group(collector.start_states.draw(), collector.group_size))
+        self.slot_group[dones] = -1
+        if self.queue:
+            self.n_running += self.assign(np.flatnonzero(self.slot_group < 0))
+
+    def record(self, n_steps: int, completed: bool) -> Rollout:
+        return Rollout(completed, n_steps * self.env.num_envs, self.idle_steps, self.discarded, self.n_groups, self.obs)

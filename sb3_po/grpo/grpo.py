@@ -1,4 +1,3 @@
-from collections import deque
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -7,27 +6,27 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv, unwrap_vec_normalize
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
-from sb3_po.common.checks import check_choice, check_finite_loss, check_int, check_number
-from sb3_po.common.env_state import MODES
-from sb3_po.common.kl import KL_ESTIMATORS, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.checks import check_finite_loss, check_int
+from sb3_po.common.kl import approx_kl, index_distribution, policy_kl, snapshot
 from sb3_po.common.policies import policy_actions
 from sb3_po.common.vec_env_state import check_restorable, restorable_vec_env
-from sb3_po.grpo.advantages import ADVANTAGES, SCALE_REWARDS, SUPERVISIONS, GroupAdvantage, make_group_advantage
-from sb3_po.grpo.buffers import LOSS_TYPES, GroupRolloutBuffer
-from sb3_po.grpo.collector import (
-    START_STATES,
-    Branching,
-    FrontierStates,
-    GroupRolloutCollector,
-    StartStates,
-    VisitedStates,
+from sb3_po.grpo.advantages import (
+    GroupAdvantage,
+    OutcomeAdvantage,
+    make_group_advantage,
 )
+from sb3_po.grpo.branching import make_branching
+from sb3_po.grpo.buffers import GroupRolloutBuffer
+from sb3_po.grpo.collector import GroupRolloutCollector, Rollout
+from sb3_po.grpo.kl_penalty import KLPenalty
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
+from sb3_po.grpo.start_states import StartStates, make_start_states
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
 
@@ -48,6 +47,26 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     4 groups of 16 per rollout this was the best setting across the benchmark's control envs (CartPole-v1 500 on 5
     of 5 seeds against 434 for outcome supervision with 2 groups, InvertedPendulum-v5 1000 on 3 of 3 against 222,
     Acrobot-v1 -83.4 against -89.2; see the README's ablation).
+
+    What each estimator's expected gradient is (tested by enumeration): with ``gamma=1`` the policy gradient; with
+    ``gamma < 1``, ``sum_t E[grad log pi(a_t|s_t) G_t]`` for the per-step estimators (the reward-to-go discounted
+    from t, step t not weighted by ``gamma^t``, as in PPO and A2C) and the gradient of the discounted return for
+    outcome supervision and branch scoring. ``step_mean``: ``E[1 - 1/n_t]`` times it (n_t: the members running at
+    step t, the member included; ``1 - 1/G`` where the whole group runs). ``step_rloo``: unbiased, a positive multiple
+    of it with every ``scale_rewards`` (the scale is taken from the other members). ``outcome`` with
+    ``advantage="mean"`` (or ``scale_rewards="none"``): ``1 - 1/G`` times it; divided by the group's std (the
+    default) it is DeepSeekMath's estimator, not a multiple of the gradient. ``process``: biased (the group's mean
+    reward includes the member's own; ``1 - (T - t)/(G T)`` at step t for episodes of one length T, ``gamma=1``).
+
+    Truncation: there is no critic, so a member cut by the env's time limit is scored by the rewards it collected,
+    as if it had terminated (nothing is bootstrapped past the cut). Members of a group share the time budget (from a
+    reset, or from a saved state with its elapsed steps, or all with a fresh one), so the comparisons inside a group
+    stay like for like.
+
+    No option is a silent no-op: a setting that the chosen configuration would ignore (``advantage`` with a per-step
+    supervision, ``visited_*`` with ``start_states="reset"``, ``branch_*`` without branching, ``kl_estimator``
+    without ``beta``...) is refused with an error naming the settings that use it.
+
     There is no critic. The policy maximises PPO's clipped **surrogate** with the
     **ratio** ``r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t)``, minus ``beta`` times the **KL to a reference
     policy**, estimated per step by DeepSeekMath's ``k3 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1`` (its value
@@ -67,38 +86,52 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     many groups as fit in the remaining budget at the previous rollout's env steps per group (at least one, at
     most ``n_groups``), so a learn() call ends at most about one group's env steps past its budget.
 
+    Components, each owning and checking its settings: the group advantage estimators (:mod:`sb3_po.grpo.advantages`),
+    the start-state strategies (:mod:`sb3_po.grpo.start_states`), branching (:mod:`sb3_po.grpo.branching`), the KL
+    penalty (:mod:`sb3_po.grpo.kl_penalty`), the collector (:class:`~sb3_po.grpo.collector.GroupRolloutCollector`,
+    whose record of the last rollout is ``model.last_rollout``) and the buffer
+    (:class:`~sb3_po.grpo.buffers.GroupRolloutBuffer`).
+
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy): actor only, no critic
     :param env: The environment to learn from (if registered in Gym, can be str)
     :param learning_rate: The learning rate, it can be a function of the current progress remaining (from 1 to 0)
-    :param n_envs: Number of envs GRPO builds when ``env`` is an env id (default: ``group_size``); ignored for a
-        VecEnv, which has its own
+    :param n_envs: Number of envs GRPO builds when ``env`` is an env id (default: ``group_size``); refused with a
+        VecEnv or a gym.Env (a VecEnv has its own)
     :param group_size: G, the number of episodes per group (>= 2)
     :param n_groups: Number of groups per rollout (>= 1)
     :param n_epochs: Number of passes over the rollout per update
     :param n_minibatches: Number of minibatches the rollout's steps are split into in every epoch
-    :param gamma: Discount of the returns and rewards-to-go that score the episodes' steps (1: the episode return)
+    :param gamma: Discount of the returns and rewards-to-go that score the episodes' steps and the branches
+        (1: the episode return)
     :param clip_range: epsilon of the clipped surrogate, float or schedule
     :param clip_range_upper: upper epsilon (DAPO's clip-higher); ``None`` uses ``clip_range``
     :param supervision: The group advantage estimator (:mod:`sb3_po.grpo.advantages`), by name or class:
         ``"step_mean"`` (the default; per-step group baselines, Group Policy Gradient: the member's reward-to-go
-        minus the mean reward-to-go of the group's members running at the same step), ``"step_rloo"`` (the same
-        with the other members' mean, leave-one-out), ``"outcome"`` (the episode's return for all its steps),
+        minus the mean reward-to-go of the group's members running at the same step, the member included, so that
+        step t's expected gradient is ``E[1 - 1/n_t]`` times the exact one), ``"step_rloo"`` (the same with the other
+        members' mean, leave-one-out, and 0 where no other member runs: unbiased, also as scaled by
+        ``scale_rewards``), ``"outcome"`` (the episode's return for all its steps),
         ``"process"`` (per-step rewards normalised over the group, advantage = sum of the normalised rewards to go;
         zero advantages where every step's reward is the same, as on CartPole or MountainCar), or a
         :class:`~sb3_po.grpo.advantages.GroupAdvantage` subclass
-    :param supervision_kwargs: Further keyword arguments of the estimator (``gamma``, ``scale_rewards``,
-        ``advantage`` and ``softmax_temperature`` are passed to those that take them)
-    :param advantage: ``"mean_std"`` (default), ``"mean"`` (Dr. GRPO) or ``"softmax"``
+    :param supervision_kwargs: Further keyword arguments of the estimator's constructor (a key it does not take is
+        refused; ``gamma``, ``scale_rewards``, ``advantage`` and ``softmax_temperature`` are GRPO's own keywords, passed
+        to the estimators that take them)
+    :param advantage: The group advantage of a return, for ``supervision="outcome"`` and branch scoring
+        (refused otherwise): ``"mean_std"`` (default), ``"mean"`` (Dr. GRPO) or ``"softmax"``
         (``exp(b R_i) / sum_j exp(b R_j) - 1/G``)
-    :param scale_rewards: With ``"mean_std"``: the std of the ``"group"``, of the ``"batch"``, or ``"none"``
-    :param softmax_temperature: b of the softmax-relative advantage
+    :param scale_rewards: What the advantages are divided by: the std of the ``"group"``, of the ``"batch"``, or
+        ``"none"`` (outcome: with ``advantage="mean_std"`` only; ``step_rloo``: the std of the *other* members' /
+        groups' advantages, which keeps it unbiased; ``process``: the std of the rewards)
+    :param softmax_temperature: b of the softmax-relative advantage (``advantage="softmax"`` only)
     :param loss_type: ``"step"`` (mean over all steps), ``"episode"`` (the paper's per-episode mean, then mean
         over episodes) or ``"dr_grpo"`` (sum over steps divided by a constant: episodes x ``loss_normalizer``)
-    :param loss_normalizer: Dr. GRPO's constant episode length; default: the env's ``max_episode_steps``
+    :param loss_normalizer: Dr. GRPO's constant episode length (``loss_type="dr_grpo"`` only); default: the env's
+        ``max_episode_steps``
     :param beta: Coefficient of the KL penalty to the reference policy (0: no reference policy is kept)
-    :param kl_estimator: ``"k3"`` (default), ``"k1"`` or ``"exact"``
+    :param kl_estimator: ``"k3"`` (default), ``"k1"`` or ``"exact"`` (with ``beta > 0`` only)
     :param ref_update_interval: 0 keeps the initial policy as reference; k copies the current policy into the
-        reference every k rollouts (iterative GRPO)
+        reference every k rollouts (iterative GRPO; with ``beta > 0`` only)
     :param ent_coef: Entropy coefficient for the loss calculation
     :param max_grad_norm: The maximum value for the gradient clipping
     :param start_states: ``"reset"`` (start states from the reset distribution), ``"visited"`` (also states
@@ -109,24 +142,32 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param visited_capture_prob: With ``"visited"``: the probability that a step's state joins the pool
     :param visited_pool_size: With ``"visited"``: how many visited states are kept
     :param frontier_cells: With ``"frontier"``: cells per observation dimension (the observation space must be bounded)
-    :param fresh_time_limit: A group started from a saved state gets a fresh time budget (the Go-Explore setting;
+    :param fresh_time_limit: With ``"visited"``, ``"frontier"`` or branching: a group started from a saved state gets
+        a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
         steps come with it, and a state saved late in an episode leaves little time
     :param branch_states: Branching rollouts (TRPO's vine, Schulman et al. 2015): states per rollout, chosen
         uniformly along the episodes, from which ``branch_count`` branches of at most ``branch_horizon`` steps start;
         a branch's return relative to the other branches of its state is the advantage of its first
-        ``branch_credit`` actions (0: no branching)
-    :param branch_count: K, branches per state (>= 2)
+        ``branch_credit`` actions (0: no branching). Branches are scored by outcome supervision with this model's
+        ``gamma``, ``advantage``, ``scale_rewards``
+        and ``softmax_temperature`` (:mod:`sb3_po.grpo.branching`: with ``advantage="mean"``, ``1 - 1/K`` times the
+        gradient of the discounted return over the H steps)
+    :param branch_count: K, branches per state (>= 2; with ``branch_states > 0`` only, as the next three)
     :param branch_horizon: H, the steps a branch runs at most
     :param branch_credit: How many of a branch's first actions get its advantage
     :param common_random_numbers: The branches of one state see the same env random numbers (the env's generator is
         seeded alike after the restore), so that they differ only by the policy's actions
     :param resample_groups: DAPO's dynamic sampling: up to this many extra groups per rollout replace groups whose
-        returns are all equal (a zero advantage: no gradient); the replaced groups' env steps still count
-    :param state_mode: How an env given by id is made restorable (see ``RestorableEnv``):
-        ``"auto"``, ``"state"``, ``"copy"`` or ``"seed"``
+        advantages under the estimator in use are all zero (no gradient: for outcome supervision, equal returns;
+        for the per-step estimators, equal rewards-to-go at every step); the replaced groups' env steps still count
+    :param state_mode: How GRPO makes the envs it wraps restorable (an env id, a gym.Env, a DummyVecEnv's unwrapped
+        envs; see :class:`~sb3_po.common.env_state.RestorableEnv`): ``"auto"`` (the env's own ``get_state`` /
+        ``set_state``, else the built-in classic-control or MuJoCo state, else a deep copy verified at construction),
+        ``"state"`` (the first two only), ``"copy"`` (a verified deep copy) or ``"seed"`` (a start state is a
+        ``reset(seed=s)``; reset states only)
     :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
-    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE (``use_sde=True`` only)
     :param target_kl: Stop the epochs early when the approximate KL to pi_old exceeds ``1.5 * target_kl``
     :param stats_window_size: Window size for the rollout logging
     :param tensorboard_log: the log location for tensorboard (if None, no logging)
@@ -137,13 +178,14 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "grpo"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
     policy: GRPOPolicy
-    rollout_buffer: GroupRolloutBuffer
+    rollout_buffer: GroupRolloutBuffer  # type: ignore[assignment]  # whole episodes: not an SB3 RolloutBuffer
 
     def __init__(
         self,
@@ -194,43 +236,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         device: th.device | str = "auto",
         _init_setup_model: bool = True,
     ):
-        if isinstance(supervision, str):
-            check_choice("GRPO", "supervision", supervision, tuple(SUPERVISIONS))
-        check_choice("GRPO", "advantage", advantage, ADVANTAGES)
-        check_choice("GRPO", "scale_rewards", scale_rewards, SCALE_REWARDS)
-        check_choice("GRPO", "loss_type", loss_type, LOSS_TYPES)
-        check_choice("GRPO", "kl_estimator", kl_estimator, KL_ESTIMATORS)
-        check_choice("GRPO", "start_states", start_states, START_STATES)
-        check_choice("GRPO", "state_mode", state_mode, MODES)
+        # an env id, a gym.Env or a DummyVecEnv's envs made restorable (n_envs and state_mode refused where unused);
+        # by default one env per member of a group
         check_int("GRPO", "group_size", group_size, 2)
-        if n_envs is not None:
-            check_int("GRPO", "n_envs", n_envs, 1)
-        check_int("GRPO", "n_groups", n_groups, 1)
-        check_int("GRPO", "n_epochs", n_epochs, 1)
-        check_int("GRPO", "n_minibatches", n_minibatches, 1)
-        check_int("GRPO", "ref_update_interval", ref_update_interval, 0)
-        check_int("GRPO", "frontier_cells", frontier_cells, 1)
-        check_int("GRPO", "resample_groups", resample_groups, 0)
-        check_int("GRPO", "branch_states", branch_states, 0)
-        check_int("GRPO", "branch_count", branch_count, 2)
-        check_int("GRPO", "branch_horizon", branch_horizon, 1)
-        check_int("GRPO", "branch_credit", branch_credit, 1)
-        check_number("GRPO", "beta", beta, 0)
-        if not 0 < gamma <= 1:
-            raise ValueError(f"GRPO: gamma must be in (0, 1], got {gamma!r}")
-        # the clipping interval [1 - clip_range, 1 + clip_range_upper] must be in order and keep ratios positive
-        if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
-            raise ValueError(f"GRPO: clip_range must be in (0, 1) so that 0 < 1 - clip_range < 1, got {clip_range!r}")
-        if isinstance(clip_range_upper, (int, float)) and not clip_range_upper > 0:
-            raise ValueError(
-                f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
-            )
-        if not 0 <= visited_fraction <= 1 or not 0 <= visited_capture_prob <= 1:
-            raise ValueError("GRPO: visited_fraction and visited_capture_prob must lie in [0, 1]")
-        if softmax_temperature <= 0:
-            raise ValueError(f"GRPO: softmax_temperature must be > 0, got {softmax_temperature!r}")
-
-        env = restorable_vec_env(env, group_size if n_envs is None else n_envs, state_mode, seed)
+        env = restorable_vec_env(env, n_envs, state_mode, seed, default_n_envs=group_size, refuse_unused=True)
         super().__init__(
             policy,
             env,
@@ -287,6 +296,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self._n_rollouts = 0  # rollouts trained on, for ref_update_interval
         self._n_ref_updates = 0
         self._steps_per_group: float | None = None  # env steps per group in the last rollout, to size the last one
+        self.last_rollout: Rollout | None = None  # what the last rollout did (GroupRolloutCollector.collect)
         if _init_setup_model:
             if self.env is not None:
                 self._check_env(self.env)  # at construction; a loaded model is checked when it learns
@@ -313,83 +323,96 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         # OnPolicyAlgorithm._setup_model, with GRPO's buffer of whole episodes and a reference policy
         self._setup_lr_schedule()
         self.set_random_seed(self.seed)
+        self._check_training_settings()
+        self.kl_penalty = KLPenalty(self.beta, self.kl_estimator, self.ref_update_interval)
         if not issubclass(self.policy_class, GRPOPolicy):
             raise TypeError(
                 f"GRPO needs a critic-free policy (sb3_po.grpo.policies.GRPOPolicy), got {self.policy_class.__name__}. "
                 "Use 'MlpPolicy', 'CnnPolicy' or 'MultiInputPolicy'."
             )
+        branching = self.branch_states > 0
         advantage_estimator = make_group_advantage(
             self.supervision,
+            self.supervision_kwargs,
+            # branch scoring is outcome supervision with the model's settings: it uses advantage and the temperature
+            used_elsewhere=("advantage", "temperature") if branching else (),
             gamma=self.gamma,
             scale_rewards=self.scale_rewards,
             advantage=self.advantage,
             temperature=self.softmax_temperature,
-            **self.supervision_kwargs,
         )
+        branch_estimator = None
+        if branching:
+            branch_estimator = OutcomeAdvantage(self.gamma, self.scale_rewards, self.advantage, self.softmax_temperature)
         self.rollout_buffer = GroupRolloutBuffer(
             self.observation_space,
             self.action_space,
             advantage_estimator,
+            branch_estimator,
             loss_type=self.loss_type,
             loss_normalizer=self.loss_normalizer,
             device=self.device,
             n_envs=self.n_envs,
         )
-        self.policy = self.policy_class(  # type: ignore[assignment]
+        self.policy = self.policy_class(
             self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
         ).to(self.device)
         self.ref_policy: GRPOPolicy | None = None
-        if self.beta > 0:
-            self.ref_policy = self.policy_class(  # type: ignore[assignment]
+        if self.kl_penalty.active:
+            self.ref_policy = self.policy_class(
                 self.observation_space, self.action_space, self.lr_schedule, use_sde=self.use_sde, **self.policy_kwargs
             ).to(self.device)
-            self.ref_policy.load_state_dict(self.policy.state_dict())  # type: ignore[union-attr]
-            self.ref_policy.set_training_mode(False)  # type: ignore[union-attr]
-            self.ref_policy.requires_grad_(False)  # type: ignore[union-attr]
+            self.ref_policy.load_state_dict(self.policy.state_dict())
+            self.ref_policy.set_training_mode(False)
+            self.ref_policy.requires_grad_(False)
         self.clip_range = FloatSchedule(self.clip_range)
         self.clip_range_upper = None if self.clip_range_upper is None else FloatSchedule(self.clip_range_upper)
-        # the pool of visited start states is saved with the model (a loaded model continues with it)
-        self._visited_states: deque = deque(getattr(self, "_visited_states", ()), maxlen=self.visited_pool_size)
-        branching = None
-        if self.branch_states > 0:
-            branching = Branching(
-                self.branch_states, self.branch_count, self.branch_horizon, self.branch_credit, self.common_random_numbers
-            )
+        # the pool of visited start states and the frontier archive are saved with the model (a loaded model goes on
+        # with them)
+        self.start_state_strategy: StartStates = make_start_states(
+            self.start_states,
+            self.observation_space,
+            self.visited_fraction,
+            self.visited_capture_prob,
+            self.visited_pool_size,
+            self.frontier_cells,
+            pool=getattr(self, "_visited_states", ()),
+            archive=getattr(self, "_frontier_archive", None),
+        )
+        self._visited_states = getattr(self.start_state_strategy, "pool", None)
+        self._frontier_archive = getattr(self.start_state_strategy, "archive", None)
         self.collector = GroupRolloutCollector(
             self.group_size,
-            self._start_states(),
+            self.start_state_strategy,
             fresh_time_limit=self.fresh_time_limit,
             resample_groups=self.resample_groups,
-            branching=branching,
+            branching=make_branching(
+                self.branch_states, self.branch_count, self.branch_horizon, self.branch_credit, self.common_random_numbers
+            ),
         )
 
-    def _start_states(self) -> StartStates | None:
-        if self.start_states == "visited":
-            return VisitedStates(self.visited_fraction, self.visited_capture_prob, self._visited_states)
-        if self.start_states == "frontier":
-            space = self.observation_space
-            if not isinstance(space, spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
-                raise ValueError(
-                    f"start_states='frontier' needs a bounded Box observation space for its grid of cells, got {space}. "
-                    "Use start_states='visited', or wrap the env so that its observations are bounded."
-                )
-            n_cells = self.frontier_cells ** int(np.prod(space.shape))
-            if n_cells > 10**7:
-                raise ValueError(f"frontier_cells={self.frontier_cells} makes {n_cells} cells over {space}: lower it")
-            # the archive is saved with the model (a loaded model continues with it)
-            if getattr(self, "_frontier_archive", None) is None:
-                self._frontier_archive = dict(visits=np.zeros(n_cells, dtype=np.int64), states={})
-            return FrontierStates(
-                self.visited_fraction,
-                space.low.reshape(-1),
-                space.high.reshape(-1),
-                self.frontier_cells,
-                self._frontier_archive,
+    def _check_training_settings(self) -> None:
+        """The update's own settings (each component checks its own: estimators, start states, branching, buffer)."""
+        for name, minimum in (("n_groups", 1), ("n_epochs", 1), ("n_minibatches", 1)):
+            check_int("GRPO", name, getattr(self, name), minimum)
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"GRPO: gamma must be in (0, 1], got {self.gamma!r}")
+        # the clipping interval [1 - clip_range, 1 + clip_range_upper] must be in order and keep ratios positive
+        clip_range, clip_range_upper = self.clip_range, self.clip_range_upper
+        if isinstance(clip_range, (int, float)) and not 0 < clip_range < 1:
+            raise ValueError(f"GRPO: clip_range must be in (0, 1) so that 0 < 1 - clip_range < 1, got {clip_range!r}")
+        if isinstance(clip_range_upper, (int, float)) and not clip_range_upper > 0:
+            raise ValueError(
+                f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
             )
-        return None
+        if not self.use_sde and self.sde_sample_freq != -1:
+            raise ValueError(
+                f"GRPO: sde_sample_freq={self.sde_sample_freq!r} is used by gSDE (use_sde=True); use_sde=False would ignore it"
+            )
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "collector"]  # rebuilt by _setup_model
+        # rebuilt by _setup_model; the last rollout's record holds observations of envs that are not saved
+        return [*super()._excluded_save_params(), "collector", "start_state_strategy", "last_rollout", "kl_penalty"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts = ["policy", "policy.optimizer"]
@@ -397,11 +420,50 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             state_dicts.append("ref_policy")
         return state_dicts, []
 
-    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):  # type: ignore[override]
-        # a model loaded for prediction may hold any env; learning needs restorable ones
-        if self.env is not None:
-            self._check_env(self.env)
+    def _setup_learn(self, total_timesteps: int, callback: MaybeCallback = None, *args: Any, **kwargs: Any):
+        # a model loaded for prediction may hold any env, or none; learning needs restorable ones
+        if self.env is None:
+            raise ValueError(
+                "GRPO has no env to learn on (a model loaded without one): pass it to load, "
+                "GRPO.load(path, env=env_id_or_env), or call model.set_env(env) before learn()"
+            )
+        self._check_env(self.env)
         return super()._setup_learn(total_timesteps, callback, *args, **kwargs)
+
+    def set_env(self, env: GymEnv | str, force_reset: bool = True) -> None:
+        """
+        SB3's ``set_env``, with the env made restorable as the constructor makes it: an env id (``n_envs`` envs), a
+        ``gym.Env`` or a ``DummyVecEnv`` has its envs wrapped in ``RestorableEnv`` (with this model's ``state_mode``).
+        """
+        super().set_env(restorable_vec_env(env, self.n_envs, self.state_mode, self.seed), force_reset=force_reset)
+
+    @classmethod
+    def load(
+        cls: type[SelfGRPO],
+        path: Any,
+        env: GymEnv | str | None = None,
+        device: th.device | str = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfGRPO:
+        """
+        SB3's ``load``; ``env`` may be anything the constructor takes: an env id (built with the saved ``n_envs``
+        and ``state_mode``), a ``gym.Env``, a ``DummyVecEnv`` (its envs made restorable) or a restorable VecEnv.
+        """
+        if env is not None:
+            data = _saved_data(path)
+            env = restorable_vec_env(env, data.get("n_envs") or 1, data.get("state_mode", "auto"), data.get("seed"))
+        return super().load(
+            path,
+            env=env,
+            device=device,
+            custom_objects=custom_objects,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
 
     # -- rollouts ------------------------------------------------------------------------------------------
 
@@ -426,10 +488,14 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         length is whatever its episodes take (``n_rollout_steps`` is ignored), and it holds ``n_groups`` groups
         (fewer for the last rollout of ``learn``, see the class docstring).
         """
+        assert self._last_obs is not None, "No previous observation was provided"
         n_groups = self._groups_for_rollout()
-        if not self.collector.collect(self, env, callback, rollout_buffer, n_groups):
+        rollout = self.collector.collect(self, env, callback, rollout_buffer, n_groups, self._last_obs)
+        self._last_obs = rollout.last_obs
+        if not rollout.completed:
             return False
-        self._steps_per_group = self._rollout_steps / n_groups
+        self.last_rollout = rollout
+        self._steps_per_group = rollout.env_steps / n_groups
         return True
 
     # -- training ------------------------------------------------------------------------------------------
@@ -519,17 +585,19 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self._n_ref_updates += 1
 
         returns = buffer.episode_returns
-        self.logger.record("train/group_return_mean", float(returns.mean()))
-        self.logger.record("train/group_return_std", float(returns.std(axis=1).mean()))
-        self.logger.record("train/zero_spread_groups", float((np.ptp(returns, axis=1) == 0).mean()))
+        if returns.size:
+            self.logger.record("train/group_return_mean", float(returns.mean()))
+            self.logger.record("train/group_return_std", float(returns.std(axis=1).mean()))
+            self.logger.record("train/zero_spread_groups", float((np.ptp(returns, axis=1) == 0).mean()))
         self.logger.record("train/episodes", int(returns.size))
         self.logger.record("train/steps", buffer.n_samples)
-        self.logger.record("rollout/idle_fraction", self._rollout_idle_steps / max(self._rollout_steps, 1))
-        self.logger.record("rollout/env_steps", self._rollout_steps)  # env steps per update, idle and discarded included
-        if self.resample_groups > 0:
-            self.logger.record("rollout/discarded_groups", self._rollout_discarded_groups)
-        if self.start_states == "frontier":
-            self.logger.record("rollout/frontier_cells", len(self._frontier_archive["states"]))
+        rollout = self.last_rollout
+        if rollout is not None:
+            self.logger.record("rollout/idle_fraction", rollout.idle_steps / max(rollout.env_steps, 1))
+            self.logger.record("rollout/env_steps", rollout.env_steps)  # per update, idle and discarded steps included
+            if self.resample_groups > 0:
+                self.logger.record("rollout/discarded_groups", rollout.discarded_groups)
+        self.start_state_strategy.record(self.logger)
         if self.branch_states > 0:
             branch_returns = buffer.branch_returns
             self.logger.record("rollout/branch_groups", len(branch_returns))
@@ -565,3 +633,12 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             reset_num_timesteps=reset_num_timesteps,
             progress_bar=progress_bar,
         )
+
+
+def _saved_data(path: Any) -> dict[str, Any]:
+    """The hyperparameters a saved model's file holds (a stream is read and put back where it was)."""
+    position = path.tell() if hasattr(path, "tell") else None
+    data, _, _ = load_from_zip_file(path, device="cpu", print_system_info=False)
+    if position is not None:
+        path.seek(position)
+    return data or {}

@@ -23,9 +23,17 @@ SelfKLPPO = TypeVar("SelfKLPPO", bound="KLPPO")
 BETA_UPDATES = ("rollout", "minibatch")
 
 
+def _pair(value: Any) -> tuple[float, float]:
+    """A pair (a saved model's JSON gives a list) as a tuple."""
+    low, high = value
+    return low, high
+
+
 def _as_pair(value: float | tuple[float, float], name: str) -> tuple[float, float]:
     """``x`` -> ``(1/x, x)``; a pair is taken as ``(low, high)``."""
-    low, high = (1.0 / value, float(value)) if np.isscalar(value) else (float(value[0]), float(value[1]))  # type: ignore[index]
+    low, high = (
+        (1.0 / value, float(value)) if isinstance(value, (int, float, np.number)) else (float(value[0]), float(value[1]))
+    )
     if not (0 < low <= 1 <= high) or not np.isfinite(high):
         raise ValueError(f"KLPPO: {name} must be a number > 1 or a pair (low, high) with 0 < low <= 1 <= high, got {value!r}")
     return low, high
@@ -116,6 +124,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "kl_ppo"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
@@ -229,8 +238,8 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         # PPO._setup_model, except that clip_range may be None (no clipping)
         OnPolicyAlgorithm._setup_model(self)
         # pairs come back from a saved model's JSON as lists
-        self.kl_tolerance, self.beta_factor = tuple(self.kl_tolerance), tuple(self.beta_factor)
-        self.beta_bounds = tuple(self.beta_bounds)
+        self.kl_tolerance, self.beta_factor = _pair(self.kl_tolerance), _pair(self.beta_factor)
+        self.beta_bounds = _pair(self.beta_bounds)
         if self.clip_range is not None:
             self.clip_range = FloatSchedule(self.clip_range)
         if self.clip_range_vf is not None:
@@ -284,7 +293,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
             # PPO's minibatches (RolloutBuffer.get(batch_size)) with their positions, to look up their pi_old
             for batch_indices, rollout_data in indexed_minibatches(self.rollout_buffer, self.batch_size):
                 actions = policy_actions(rollout_data.actions, self.action_space)
-                values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)  # type: ignore[arg-type]
+                values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
                 values = values.flatten()
                 # pi_theta(.|s) itself: evaluate_actions has just set it in the policy's distribution object
                 pi_theta = self.policy.action_dist.distribution

@@ -80,6 +80,7 @@ class NPG(SB3POAlgorithmMixin, TRPO):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "npg"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
@@ -234,7 +235,7 @@ class NPG(SB3POAlgorithmMixin, TRPO):
         rollout_data = next(self.rollout_buffer.get(batch_size=None))
         if self.sub_sampling_factor > 1:
             rollout_data = RolloutBufferSamples(
-                rollout_data.observations[:: self.sub_sampling_factor],  # type: ignore[index]
+                rollout_data.observations[:: self.sub_sampling_factor],
                 rollout_data.actions[:: self.sub_sampling_factor],
                 None,  # type: ignore[arg-type]  # old values, not used here
                 rollout_data.old_log_prob[:: self.sub_sampling_factor],
@@ -274,7 +275,7 @@ class NPG(SB3POAlgorithmMixin, TRPO):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
 
-    def learn(  # type: ignore[override]
+    def learn(
         self: SelfNPG,
         total_timesteps: int | None = None,
         callback: MaybeCallback = None,
@@ -283,7 +284,7 @@ class NPG(SB3POAlgorithmMixin, TRPO):
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfNPG:
-        return super().learn(  # type: ignore[arg-type]
+        return super().learn(
             total_timesteps=total_timesteps,
             callback=callback,
             log_interval=log_interval,

@@ -41,7 +41,7 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
         _init_setup_model: bool = True,
         **kwargs: Any,
     ):
-        super().__init__(*args, _init_setup_model=False, **kwargs)
+        super().__init__(*args, _init_setup_model=False, **kwargs)  # type: ignore[misc]  # args hold no _init_setup_model
         self.rollout_buffer_class = rollout_buffer_class
         self.rollout_buffer_kwargs = rollout_buffer_kwargs or {}
         if _init_setup_model:
@@ -57,12 +57,14 @@ class RecurrentPPO(sb3_contrib.RecurrentPPO):
                 f"RecurrentRolloutBuffer subclass, got {buffer_class.__name__}{hint}."
             )
         super()._setup_model()
+        recurrent = self.rollout_buffer
+        assert isinstance(recurrent, (RecurrentRolloutBuffer, RecurrentDictRolloutBuffer))
         if buffer_class is not None:
             self.rollout_buffer = buffer_class(
                 self.n_steps,
                 self.observation_space,
                 self.action_space,
-                self.rollout_buffer.hidden_state_shape,
+                recurrent.hidden_state_shape,
                 self.device,
                 gamma=self.gamma,
                 gae_lambda=self.gae_lambda,

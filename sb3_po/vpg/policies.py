@@ -44,7 +44,7 @@ class VPGPolicy(ActorCriticPolicy):
         self.use_baseline = use_baseline
         super().__init__(
             observation_space, action_space, lr_schedule, *args, share_features_extractor=share_features_extractor, **kwargs
-        )
+        )  # type: ignore[misc]  # args hold no share_features_extractor
 
     def _build_mlp_extractor(self) -> None:
         if not self.use_baseline:

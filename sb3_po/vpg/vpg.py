@@ -85,6 +85,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
+    zoo_name: ClassVar[str | None] = "vpg"
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": MlpPolicy,
         "CnnPolicy": CnnPolicy,
@@ -180,7 +181,9 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.rollout_buffer_class = MonteCarloRolloutBuffer
         super()._setup_model()
         if own_policy:
-            self._actor_params, self._critic_params = self.policy.actor_parameters(), self.policy.critic_parameters()  # type: ignore[attr-defined]
+            policy = self.policy
+            assert isinstance(policy, VPGPolicy)
+            self._actor_params, self._critic_params = policy.actor_parameters(), policy.critic_parameters()
         else:
             self._split_policy()
         self.critic_lr_schedule = FloatSchedule(self.critic_learning_rate)
@@ -210,7 +213,7 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         policy = self.policy
         lr = self.lr_schedule(1)
         policy.optimizer = policy.optimizer_class(actor, lr=lr, **policy.optimizer_kwargs)  # type: ignore[call-arg]
-        policy.critic_optimizer = policy.optimizer_class(critic, lr=lr, **policy.optimizer_kwargs)  # type: ignore[call-arg]
+        policy.critic_optimizer = policy.optimizer_class(critic, lr=lr, **policy.optimizer_kwargs)  # type: ignore[call-arg,assignment]
         self._actor_params, self._critic_params = actor, critic
 
     def _excluded_save_params(self) -> list[str]:
@@ -255,19 +258,20 @@ class VPG(SB3POAlgorithmMixin, OnPolicyAlgorithm):
 
         # 2. Baseline: regression of V(s_t) on the returns
         value_losses = []
-        if self.policy.critic_optimizer is not None:
+        critic_optimizer: th.optim.Optimizer | None = getattr(self.policy, "critic_optimizer", None)  # set on any policy
+        if critic_optimizer is not None:
             critic_lr = self.critic_lr_schedule(self._current_progress_remaining)
-            update_learning_rate(self.policy.critic_optimizer, critic_lr)
+            update_learning_rate(critic_optimizer, critic_lr)
             self.logger.record("train/critic_learning_rate", critic_lr)
             critic_parameters = self._critic_params
             for _ in range(self.n_critic_updates):
                 value_loss = F.mse_loss(returns, self.policy.predict_values(observations).flatten())
                 check_finite_loss("VPG (baseline)", value_loss)
-                self.policy.critic_optimizer.zero_grad()
+                critic_optimizer.zero_grad()
                 value_loss.backward()
                 if self.max_grad_norm is not None:
                     th.nn.utils.clip_grad_norm_(critic_parameters, self.max_grad_norm)
-                self.policy.critic_optimizer.step()
+                critic_optimizer.step()
                 value_losses.append(value_loss.item())
 
         self._n_updates += 1

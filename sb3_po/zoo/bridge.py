@@ -15,7 +15,8 @@ The bridge to RL Zoo (rl_zoo3): rl_zoo3 has no plugin mechanism, so :func:`regis
 from typing import Any
 
 from sb3_po.common.optional import require
-from sb3_po.common.registry import algorithms, resolve_hyperparams, with_restorable_env
+from sb3_po.common.zoo_entries import resolve_hyperparams, with_restorable_env
+from sb3_po.registry import algorithms
 
 require("rl_zoo3", feature="The RL Zoo bridge (sb3-po train / enjoy)")
 import rl_zoo3.exp_manager  # noqa: E402
@@ -37,7 +38,7 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
     ``RestorableEnv``.
     """
 
-    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):  # type: ignore[override]
+    def _preprocess_hyperparams(self, hyperparams: dict[str, Any]):
         hyperparams = resolve_hyperparams(hyperparams)
         if self.algo == "grpo":
             hyperparams["env_wrapper"] = with_restorable_env(
@@ -45,10 +46,15 @@ class ExperimentManager(rl_zoo3.exp_manager.ExperimentManager):
             )
         return super()._preprocess_hyperparams(hyperparams)
 
-    def _preprocess_schedules(self, hyperparams: dict[str, Any]) -> dict[str, Any]:
+    @staticmethod
+    def _preprocess_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
         # the zoo rejects None for a schedule; KLPPO's clip_range=None means "no clipping"
-        unset = {key: None for key in ("clip_range", "clip_range_vf") if key in hyperparams and hyperparams[key] is None}
-        hyperparams = super()._preprocess_schedules({k: v for k, v in hyperparams.items() if k not in unset})
+        unset: dict[str, Any] = {
+            key: None for key in ("clip_range", "clip_range_vf") if key in hyperparams and hyperparams[key] is None
+        }
+        hyperparams = rl_zoo3.exp_manager.ExperimentManager._preprocess_schedules(
+            {k: v for k, v in hyperparams.items() if k not in unset}
+        )
         return {**hyperparams, **unset}
 
 
@@ -57,4 +63,4 @@ def register() -> None:
     ALGOS.update(algorithms())
     ALGOS.update(WITH_BUFFER_CLASS)
     HYPERPARAMS_SAMPLER.update(SAMPLERS)
-    rl_zoo3.train.ExperimentManager = ExperimentManager  # type: ignore[attr-defined,misc]
+    rl_zoo3.train.ExperimentManager = ExperimentManager  # type: ignore[misc]  # rl_zoo3.train builds its class by name

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from sb3_po.common.optional import MissingExtraError, require
-from sb3_po.common.registry import CONFIG_DIR, algorithms, config_path
+from sb3_po.registry import CONFIG_DIR, algorithms, config_path
 
 
 def default_arguments(argv: list[str]) -> list[str]:

@@ -1,12 +1,15 @@
 """Optuna samplers of the sb3-po algorithms, in rl_zoo3's ``HYPERPARAMS_SAMPLER`` form (registered by the bridge)."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from sb3_po.common.optional import require
 
-optuna = require("optuna", feature="Hyperparameter tuning (sb3-po train -optimize)")
+if TYPE_CHECKING:
+    import optuna
+else:
+    optuna = require("optuna", feature="Hyperparameter tuning (sb3-po train -optimize)")
 convert_onpolicy_params = require("rl_zoo3.hyperparams_opt", feature="Hyperparameter tuning").convert_onpolicy_params
 
 NET_ARCHS = {"tiny": [64], "small": [64, 64], "medium": [256, 256]}

@@ -129,7 +129,7 @@ def test_non_restorable_env_fails_with_the_ways_out():
     message = str(error.value)
     assert "Unrestorable" in message and "get_state()" in message and "state_mode='seed'" in message
     with pytest.raises(EnvStateError, match="no built-in state support"):
-        RestorableEnv(Monitor(Unrestorable()), mode="state")
+        RestorableEnv(Monitor(Unrestorable()), state_mode="state")
 
 
 class DeepCopyable(ProtocolEnv):
@@ -149,7 +149,7 @@ def test_copy_mode_is_verified_and_restores():
 
 
 def test_seed_mode_lunar_lander_and_nondeterministic_reset():
-    env = RestorableEnv(Monitor(gym.make("LunarLander-v3")), mode="seed", seed=0)
+    env = RestorableEnv(Monitor(gym.make("LunarLander-v3")), state_mode="seed", seed=0)
     state, obs = env.new_start_state()
     np.testing.assert_array_equal(env.set_state(state), obs)
     assert not env.can_restore_mid_episode
@@ -162,8 +162,19 @@ def test_seed_mode_lunar_lander_and_nondeterministic_reset():
             self.x = float(np.random.normal())  # ignores the seed
             return np.array([self.x], dtype=np.float32), {}
 
-    with pytest.raises(EnvStateError, match="not deterministic"):
-        RestorableEnv(Monitor(GlobalRandomReset()), mode="seed")
+    with pytest.raises(EnvStateError, match="reset\\(seed=s\\) is not deterministic: two resets"):
+        RestorableEnv(Monitor(GlobalRandomReset()), state_mode="seed")
+
+    class GlobalRandomStep(ProtocolEnv):
+        def step(self, action):
+            obs, reward, terminated, truncated, info = super().step(action)
+            return obs, reward + float(np.random.normal()), terminated, truncated, info  # not the env's np_random
+
+    # the randomness is in step(), and the message says so (issue 29: it blamed reset)
+    with pytest.raises(
+        EnvStateError, match=r"reset\(seed=s\) is deterministic but step\(\) is not.*a different reward at step 1"
+    ):
+        RestorableEnv(Monitor(GlobalRandomStep()), state_mode="seed")
 
 
 def test_lunar_lander_cannot_be_deep_copied_and_says_so():

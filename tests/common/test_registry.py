@@ -7,7 +7,7 @@ from stable_baselines3 import PPO
 from sb3_po import GRPO, KLPPO, NPG, VPG
 from sb3_po.common.buffers import NStepRolloutBuffer
 from sb3_po.common.env_state import RestorableEnv
-from sb3_po.common.registry import (
+from sb3_po.registry import (
     algorithm_class,
     algorithm_name,
     default_timesteps,

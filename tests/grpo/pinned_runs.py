@@ -25,7 +25,7 @@ N_PINNED = 4096
 
 def _env(env_id: Any, n_envs: int, mode: str = "auto", seed: int = 0):
     return make_vec_env(
-        env_id, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=dict(mode=mode, seed=seed)
+        env_id, n_envs=n_envs, seed=seed, wrapper_class=RestorableEnv, wrapper_kwargs=dict(state_mode=mode, seed=seed)
     )
 
 

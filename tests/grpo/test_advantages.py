@@ -8,6 +8,7 @@ from sb3_po.grpo.advantages import (
     discounted_return,
     discounted_reward_to_go,
     group_advantages,
+    leave_one_out_scales,
     make_group_advantage,
     process_advantages,
     step_baseline_advantages,
@@ -96,7 +97,8 @@ def _brute_step_baseline(step_rewards, gamma, leave_one_out):
         adv = np.zeros(len(g))
         for t in range(len(g)):
             others = [to_go[j][t] for j in range(len(to_go)) if len(to_go[j]) > t and (j != i or not leave_one_out)]
-            adv[t] = 0.0 if not others else g[t] - np.mean(others)
+            # a lone step: step_mean's baseline is the member itself (0), step_rloo's is 0 (its own reward-to-go)
+            adv[t] = (0.0 if not leave_one_out else g[t]) if not others else g[t] - np.mean(others)
         out.append(adv)
     return out
 
@@ -109,7 +111,7 @@ def test_step_baselines_by_hand():
     np.testing.assert_allclose(mean[1], [2 - 8 / 3, 0.0])
     np.testing.assert_allclose(mean[2], [3 - 8 / 3])
     loo = step_baseline_advantages(rewards, leave_one_out=True)
-    np.testing.assert_allclose(loo[0], [3 - 2.5, 2 - 2, 0.0])  # step 2: nobody else runs
+    np.testing.assert_allclose(loo[0], [3 - 2.5, 2 - 2, 1.0])  # step 2: nobody else runs: its own reward-to-go
     np.testing.assert_allclose(loo[1], [2 - 3, 2 - 2])
     np.testing.assert_allclose(loo[2], [3 - 2.5])
 
@@ -127,6 +129,26 @@ def test_step_baselines_match_the_definition(lengths, gamma, leave_one_out, seed
     got = step_baseline_advantages(rewards, gamma, leave_one_out)
     for a, b in zip(got, _brute_step_baseline(rewards, gamma, leave_one_out), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+def test_step_rloo_lone_step_keeps_its_own_reward_to_go():
+    # issue 29's repro: the second member's last step runs alone; its baseline is 0, not its own reward-to-go
+    advantages = step_baseline_advantages([np.array([0.5]), np.array([0.0, 1.0])], leave_one_out=True)
+    np.testing.assert_allclose(advantages[0], [-0.5])
+    np.testing.assert_allclose(advantages[1], [0.5, 1.0])
+
+
+def test_leave_one_out_scales_use_only_the_other_members():
+    rewards = [np.array([1.0, 0.0, 2.0]), np.array([0.0, 3.0]), np.array([5.0])]
+    scales = leave_one_out_scales(rewards)
+    for i in range(3):
+        others = [r for j, r in enumerate(rewards) if j != i]
+        expected = np.concatenate(step_baseline_advantages(others)).std()
+        assert scales[i] == pytest.approx(expected if expected > 0 else 1.0)
+        # changing member i's rewards does not change its scale
+        changed = [r * 7.0 + 1.0 if j == i else r for j, r in enumerate(rewards)]
+        assert leave_one_out_scales(changed)[i] == pytest.approx(scales[i])
+    np.testing.assert_array_equal(leave_one_out_scales([np.array([1.0]), np.array([4.0, 2.0])]), [1.0, 1.0])
 
 
 def test_step_baseline_estimators_by_name():

@@ -74,7 +74,7 @@ def test_every_env_step_is_counted(n_envs):
     model.set_logger(configure(None, ["csv"]))
     model.learn(1)
     buffer = model.rollout_buffer
-    idle = model._rollout_idle_steps
+    idle = model.last_rollout.idle_steps
     assert model.num_timesteps == buffer.n_samples + idle
     assert model.num_timesteps % n_envs == 0
     if n_envs == 1:
@@ -177,24 +177,53 @@ def test_beta_zero_keeps_no_reference_policy():
     assert model.ref_policy is None and model._get_torch_save_params()[0] == ["policy", "policy.optimizer"]
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(advantage="mean"),
-        dict(advantage="softmax", softmax_temperature=0.1),
-        dict(scale_rewards="batch"),
-        dict(supervision="process"),
-        dict(clip_range_upper=0.28),
-        dict(beta=0.05, kl_estimator="exact"),
-        dict(ent_coef=0.01, target_kl=0.05),
-        dict(start_states="visited", visited_capture_prob=0.5, visited_fraction=1.0),
-    ],
-)
-def test_variants_run(kwargs):
-    model = GRPO("MlpPolicy", make_env(StartEnv, 2), group_size=3, n_groups=2, seed=0, device="cpu", **kwargs)
-    model.learn(400)
-    assert model.num_timesteps >= 400
-    assert all(th.all(th.isfinite(p)) for p in model.policy.parameters())
+class EqualReturnsEnv(StartEnv):
+    """Two steps: reward a0, then 1 - a0. Every return is 1, but the per-step rewards differ with the first action."""
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 1:
+            self.a0 = float(action)
+            return self._obs(), self.a0, False, False, {}
+        return self._obs(), 1.0 - self.a0, True, False, {}
+
+
+@pytest.mark.parametrize("supervision,discarded", [("outcome", 2), ("step_mean", 0), ("step_rloo", 0), ("process", 0)])
+def test_dynamic_sampling_discards_only_groups_without_advantages(supervision, discarded):
+    """Defect 3: equal returns are no gradient for outcome supervision only; the per-step estimators keep the group."""
+    model = GRPO("MlpPolicy", make_env(EqualReturnsEnv, 2), group_size=8, n_groups=2, resample_groups=2, gamma=1.0,
+                 supervision=supervision, seed=0, device="cpu")  # fmt: skip
+    model.set_logger(configure(None, ["csv"]))
+    model.learn(1)
+    assert model.logger.name_to_value["rollout/discarded_groups"] == discarded
+    assert np.ptp(model.rollout_buffer.episode_returns) == 0  # every return is 1
+    assert (np.any(model.rollout_buffer.advantages != 0)) == (supervision != "outcome")
+
+
+class FiveStepsEnv(StartEnv):
+    """Reward = action for 5 steps; the 5th step ends the episode by termination or, ``truncated``, by a time limit."""
+
+    truncated = False
+
+    def step(self, action):
+        self.t += 1
+        done = self.t >= 5
+        return self._obs(), float(action), done and not self.truncated, done and self.truncated, {}
+
+
+class TruncatedFiveStepsEnv(FiveStepsEnv):
+    truncated = True
+
+
+def test_truncated_members_are_scored_as_if_they_had_terminated():
+    """Defect 6, documented: without a critic nothing is bootstrapped past a time limit; the update is the same."""
+    params = []
+    for cls in (FiveStepsEnv, TruncatedFiveStepsEnv):
+        model = GRPO("MlpPolicy", make_env(cls, 2), group_size=4, n_groups=2, seed=0, device="cpu")
+        model.learn(1)
+        assert np.any(model.rollout_buffer.advantages != 0)
+        params.append(th.nn.utils.parameters_to_vector(model.policy.parameters()).detach())
+    assert th.equal(*params)
 
 
 def test_visited_start_states_branch_mid_episode():
@@ -279,6 +308,16 @@ def test_clear_errors():
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GRPO("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_subproc_workers_that_fail_the_restore_check_give_the_message_once(capfd):
+    """Issue 29: the check's message from every worker and a ConnectionResetError; now the message once."""
+    env = make_env(StartEnv, 3, SubprocVecEnv, wrapper_kwargs=dict(state_mode="state"))
+    with pytest.raises(EnvStateError, match=r"StartEnv has no get_state\(\)/set_state\(\)") as error:
+        GRPO("MlpPolicy", env, group_size=3, device="cpu")
+    assert "Ways out" in str(error.value)
+    env.close()
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_gym_env_instance_is_wrapped():
@@ -461,3 +500,39 @@ def test_common_random_numbers_restore_the_env_generator_alike(common):
             break
     same = all(a == b for a, b in heads)
     assert same == common
+
+
+def test_set_env_follows_sb3s_test_set_env(tmp_path):
+    """SB3's test_set_env (tests/test_save_load.py) with GRPO: DummyVecEnvs and a gym.Env set and learned on."""
+    env = DummyVecEnv([lambda: StartEnv()])
+    env2 = DummyVecEnv([lambda: StartEnv()])
+    env3 = StartEnv()
+    env4 = DummyVecEnv([lambda: StartEnv() for _ in range(2)])
+    model = GRPO("MlpPolicy", env, group_size=2, n_groups=1, n_epochs=1, device="cpu")
+    model.learn(total_timesteps=64)
+    model.set_env(env2, force_reset=True)
+    assert model._last_obs is None  # SB3: the last observation was discarded
+    model.learn(total_timesteps=64, reset_num_timesteps=True)
+    assert 64 <= model.num_timesteps < 64 + 2 * 50  # groups are never cut: at most one group past the budget
+    model.set_env(env3)
+    model.learn(total_timesteps=64)
+    with pytest.raises(AssertionError):  # SB3: set_env keeps the number of envs; load takes another
+        model.set_env(env4)
+    model.save(tmp_path / "grpo")
+    model = GRPO.load(tmp_path / "grpo", env=env4, device="cpu")
+    assert model.get_env().env_is_wrapped(RestorableEnv) == [True, True]
+    model.learn(total_timesteps=64)
+
+
+def test_load_without_env_says_how_to_learn_and_takes_env_ids(tmp_path):
+    GRPO("MlpPolicy", "CartPole-v1", n_envs=2, state_mode="copy", group_size=2, n_groups=1, device="cpu").save(
+        tmp_path / "grpo"
+    )
+    model = GRPO.load(tmp_path / "grpo", device="cpu")
+    with pytest.raises(ValueError, match=r"no env to learn on.*GRPO.load\(path, env=.*set_env"):
+        model.learn(10)
+    model = GRPO.load(tmp_path / "grpo", env="CartPole-v1", device="cpu")  # an env id, as the constructor takes
+    assert model.get_env().num_envs == 2 and model.get_env().get_attr("backend") == ["copy", "copy"]
+    model.learn(10)
+    model.set_env("CartPole-v1")
+    model.learn(10)

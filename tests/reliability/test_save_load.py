@@ -29,8 +29,10 @@ FAST = {
     VPG: dict(n_steps=16, n_critic_updates=2),
     KLPPO: dict(n_steps=16, batch_size=8, n_epochs=2),
     NPG: dict(n_steps=16, batch_size=8, n_critic_updates=2),
-    GRPO: dict(group_size=2, n_groups=1, n_epochs=2, n_minibatches=2, n_envs=1),
+    GRPO: dict(group_size=2, n_groups=1, n_epochs=2, n_minibatches=2),
 }
+# GRPO builds group_size envs from an env id unless told otherwise (n_envs is refused with a VecEnv, which has its own)
+ID_KWARGS = {GRPO: dict(n_envs=1)}
 PPO_FAST = dict(n_steps=16, batch_size=8, n_epochs=2)
 # model._n_updates per call of train()
 UPDATES_PER_TRAIN = {VPG: 1, KLPPO: 2, GRPO: 2, NPG: 1}
@@ -226,7 +228,7 @@ def test_save_load_round_trip(algo, kind, tmp_path):
 
 def determinism_model(algo, kind, seed):
     if kind == "cartpole":
-        env, kwargs = "CartPole-v1", {}
+        env, kwargs = "CartPole-v1", ID_KWARGS.get(algo, {})
     elif kind == "box-gsde":
         env, kwargs = make_env(algo, functools.partial(IdentityEnvBox, eps=0.5, ep_length=16)), dict(use_sde=True)
     else:  # "coin": an env with its own randomness, built with make_vec_env(seed=...) as the README says
@@ -364,7 +366,7 @@ def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("saved")
     paths = {}
     for algo in SOURCES:
-        kwargs = PPO_FAST if algo is PPO else FAST[algo]
+        kwargs = PPO_FAST if algo is PPO else {**FAST[algo], **ID_KWARGS.get(algo, {})}
         model = algo("MlpPolicy", "CartPole-v1", seed=0, device="cpu", **kwargs)
         model.learn(16)
         paths[algo] = folder / f"{algo.__name__}.zip"

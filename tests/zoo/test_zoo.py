@@ -104,9 +104,9 @@ def test_resolve_and_wrapper_helpers():
     restorable = "sb3_po.common.env_state.RestorableEnv"
     assert with_restorable_env(None) == [restorable]
     assert with_restorable_env("a.B") == ["a.B", restorable]
-    assert with_restorable_env([{restorable: {"mode": "seed"}}]) == [{restorable: {"mode": "seed"}}]
-    assert with_restorable_env(None, "seed") == [{restorable: {"mode": "seed"}}]
-    assert with_restorable_env("a.B", "copy") == ["a.B", {restorable: {"mode": "copy"}}]
+    assert with_restorable_env([{restorable: {"state_mode": "seed"}}]) == [{restorable: {"state_mode": "seed"}}]
+    assert with_restorable_env(None, "seed") == [{restorable: {"state_mode": "seed"}}]
+    assert with_restorable_env("a.B", "copy") == ["a.B", {restorable: {"state_mode": "copy"}}]
 
 
 def test_grpo_lunar_lander_from_the_shipped_yaml(tmp_path):

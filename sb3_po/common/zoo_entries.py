@@ -1,10 +1,10 @@
 """
-What the RL Zoo bridge (``sb3_po.zoo``), ``scripts/benchmark.py`` and ``scripts/throughput.py`` share: the
-algorithms by name, the shipped RL Zoo entries (``sb3_po/zoo_configs/<algo>.yml``), the resolution of
-hyperparameters the YAML gives as strings (dotted class names, ``dict(...)`` keyword strings: parsed, never
-``eval``-ed), and env construction (GRPO's envs wrapped in ``RestorableEnv``).
+The shipped RL Zoo entries (``sb3_po/zoo_configs/<algo>.yml``), the resolution of hyperparameters the YAML gives as
+strings (dotted class names, ``dict(...)`` keyword strings: parsed, never ``eval``-ed), and env construction (GRPO's
+envs wrapped in ``RestorableEnv``). It knows no algorithm: :mod:`sb3_po.registry`, above the algorithms, names them
+and builds their models.
 
-Nothing here needs rl_zoo3 or Optuna: a base install can read the shipped entries and build their models.
+Nothing here needs rl_zoo3 or Optuna: a base install can read the shipped entries.
 """
 
 import ast
@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.utils import LinearSchedule
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "zoo_configs"
 RESTORABLE_ENV = "sb3_po.common.env_state.RestorableEnv"
@@ -25,44 +24,6 @@ CLASS_KEYS = ("rollout_buffer_class",)
 KWARGS_KEYS = ("rollout_buffer_kwargs",)
 # short names the RL Zoo's YAML uses in policy_kwargs (``activation_fn=nn.ReLU``), as rl_zoo3 imports them
 _NAMESPACES = {"nn": "torch.nn", "th": "torch"}
-
-
-def algorithms() -> dict[str, type[BaseAlgorithm]]:
-    """The sb3-po algorithms by their RL Zoo name (``vpg``, ``kl_ppo``, ``grpo``, ``npg``)."""
-    from sb3_po.grpo import GRPO
-    from sb3_po.kl_ppo import KLPPO
-    from sb3_po.npg import NPG
-    from sb3_po.vpg import VPG
-
-    return {"vpg": VPG, "kl_ppo": KLPPO, "grpo": GRPO, "npg": NPG}
-
-
-def reference_algorithms() -> dict[str, type[BaseAlgorithm]]:
-    """SB3's and sb3-contrib's algorithms the benchmarks compare with (``ppo_lstm``: sb3-contrib's RecurrentPPO
-    through :class:`sb3_po.ppo_recurrent.RecurrentPPO`, which also takes an estimator's ``rollout_buffer_class``)."""
-    from sb3_contrib import TRPO
-    from stable_baselines3 import A2C, PPO
-
-    from sb3_po.ppo_recurrent import RecurrentPPO
-
-    return {"ppo": PPO, "a2c": A2C, "trpo": TRPO, "ppo_lstm": RecurrentPPO}
-
-
-def algorithm_class(name: str) -> type[BaseAlgorithm]:
-    """An sb3-po or reference algorithm by its RL Zoo name."""
-    classes = {**reference_algorithms(), **algorithms()}
-    if name not in classes:
-        raise ValueError(f"Unknown algorithm {name!r}: one of {sorted(classes)}")
-    return classes[name]
-
-
-def algorithm_name(algorithm: type) -> str | None:
-    """The RL Zoo name of an sb3-po algorithm class or of a subclass of one (None for others)."""
-    for cls in algorithm.__mro__:
-        for name, ours in algorithms().items():
-            if cls is ours:
-                return name
-    return None
 
 
 # -- the shipped RL Zoo entries ------------------------------------------------------------------------------
@@ -128,7 +89,7 @@ def _value(node: ast.AST, text: str) -> Any:
     if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
         return {_value(k, text): _value(v, text) for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
     is_dict_call = isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict"
-    if is_dict_call and not node.args and all(k.arg is not None for k in node.keywords):  # type: ignore[attr-defined]
+    if isinstance(node, ast.Call) and is_dict_call and not node.args and all(k.arg is not None for k in node.keywords):
         return {k.arg: _value(k.value, text) for k in node.keywords}
     if isinstance(node, ast.Attribute):
         resolved = resolve_class(ast.unparse(node))
@@ -152,7 +113,8 @@ def resolve_hyperparams(hyperparams: dict[str, Any]) -> dict[str, Any]:
     return hyperparams
 
 
-def _schedule(value: Any) -> Any:
+def schedule(value: Any) -> Any:
+    """A ``lin_<x>`` string (the RL Zoo's linear schedule from x to 0) as SB3's ``LinearSchedule``; others unchanged."""
     if isinstance(value, str) and value.startswith("lin_"):
         return LinearSchedule(float(value[4:]), 0.0, 1.0)
     return value
@@ -170,7 +132,7 @@ def with_restorable_env(env_wrapper: Any, state_mode: str = "auto") -> list[Any]
     names = [w if isinstance(w, str) else next(iter(w)) for w in wrappers]
     if RESTORABLE_ENV in names:
         return wrappers
-    return [*wrappers, RESTORABLE_ENV if state_mode == "auto" else {RESTORABLE_ENV: {"mode": state_mode}}]
+    return [*wrappers, RESTORABLE_ENV if state_mode == "auto" else {RESTORABLE_ENV: {"state_mode": state_mode}}]
 
 
 def make_env(algo: str, env_id: str, n_envs: int = 1, seed: int | None = None, state_mode: str = "auto") -> VecEnv:
@@ -190,7 +152,7 @@ def make_env(algo: str, env_id: str, n_envs: int = 1, seed: int | None = None, s
     if algo == "grpo":
         from sb3_po.common.env_state import RestorableEnv
 
-        wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(mode=state_mode, seed=seed))
+        wrapper = dict(wrapper_class=RestorableEnv, wrapper_kwargs=dict(state_mode=state_mode, seed=seed))
     try:
         return make_vec_env(env_id, n_envs=n_envs, seed=seed, **wrapper)
     except gym.error.DependencyNotInstalled as error:
@@ -200,25 +162,3 @@ def make_env(algo: str, env_id: str, n_envs: int = 1, seed: int | None = None, s
         if family is None:
             raise
         raise MissingExtraError(f"{env_id} needs {family}: pip install 'sb3-po[{family}]' ({error})") from error
-
-
-def build_model(algo: str, env_id: str, seed: int, hyperparams: dict[str, Any], device: str = "cpu") -> BaseAlgorithm:
-    """
-    A model from an RL Zoo style entry, outside the zoo: the env (``n_envs``, ``normalize``), the policy and every
-    hyperparameter resolved (strings parsed, ``lin_<x>`` schedules); ``n_timesteps`` is ignored.
-    """
-    hp = resolve_hyperparams(hyperparams)
-    hp.pop("n_timesteps", None)
-    n_envs = hp.pop("n_envs", 1)
-    normalize = hp.pop("normalize", False)
-    policy = hp.pop("policy", "MlpPolicy")
-    if isinstance(hp.get("policy_kwargs"), str):
-        hp["policy_kwargs"] = parse_value(hp["policy_kwargs"])
-    for key in ("learning_rate", "clip_range", "critic_learning_rate"):
-        if key in hp:
-            hp[key] = _schedule(hp[key])
-    env = make_env(algo, env_id, n_envs=n_envs, seed=seed, state_mode=hp.get("state_mode", "auto"))
-    if normalize:
-        norm_kwargs = parse_value(normalize) if isinstance(normalize, str) else normalize
-        env = VecNormalize(env, gamma=hp.get("gamma", 0.99), **(norm_kwargs if isinstance(norm_kwargs, dict) else {}))
-    return algorithm_class(algo)(policy, env, seed=seed, device=device, **hp)
