@@ -27,19 +27,22 @@ class FrozenCategorical(NamedTuple):
     probs: th.Tensor
 
 
-# What SB3's distributions hold in ``.distribution`` (one torch distribution, or a list for MultiCategorical), and
-# the snapshots of them (:func:`snapshot`, :func:`index_distribution`).
-TorchDistribution = th.distributions.Distribution | FrozenCategorical | list[th.distributions.Distribution | FrozenCategorical]
+# What SB3's distributions hold in ``.distribution``: one torch distribution, or a list for MultiCategorical.
+TorchDistribution = th.distributions.Distribution | list[th.distributions.Distribution]
+# What :func:`index_distribution` returns (a categorical as a FrozenCategorical), and what the KLs take: either.
+_Indexed = th.distributions.Distribution | FrozenCategorical
+IndexedDistribution = _Indexed | list[_Indexed]
+AnyDistribution = TorchDistribution | IndexedDistribution
 
 KL_ESTIMATORS = ("exact", "k1", "k3")
 
 
-def snapshot(distribution: Distribution) -> TorchDistribution:
+def snapshot(distribution: Distribution) -> IndexedDistribution:
     """The torch distribution inside an SB3 distribution, detached: a frozen copy of pi_old (it can be sampled)."""
     return _select(distribution.distribution, slice(None), frozen=False)
 
 
-def index_distribution(dist: TorchDistribution, index: np.ndarray | th.Tensor | slice) -> TorchDistribution:
+def index_distribution(dist: AnyDistribution, index: np.ndarray | th.Tensor | slice) -> IndexedDistribution:
     """
     The distributions of the samples ``index`` of a batch (detached from the graph), for :func:`exact_kl`; a
     categorical one as a :class:`FrozenCategorical` (look-ups of the snapshot's log-probabilities and probabilities,
@@ -48,7 +51,7 @@ def index_distribution(dist: TorchDistribution, index: np.ndarray | th.Tensor | 
     return _select(dist, index, frozen=True)
 
 
-def _select(dist: TorchDistribution, index: np.ndarray | th.Tensor | slice, frozen: bool) -> TorchDistribution:
+def _select(dist: AnyDistribution, index: np.ndarray | th.Tensor | slice, frozen: bool) -> IndexedDistribution:
     if isinstance(index, np.ndarray):  # converted once, not once per tensor indexed (torch converts an array each time)
         index = th.from_numpy(index)
     if isinstance(dist, list):
@@ -66,7 +69,7 @@ def _select(dist: TorchDistribution, index: np.ndarray | th.Tensor | slice, froz
     )
 
 
-def exact_kl(p: TorchDistribution, q: TorchDistribution) -> th.Tensor:
+def exact_kl(p: AnyDistribution, q: AnyDistribution) -> th.Tensor:
     """
     KL(p || q) per sample, summed over independent action dimensions (shape ``(batch,)``).
 
@@ -82,6 +85,7 @@ def exact_kl(p: TorchDistribution, q: TorchDistribution) -> th.Tensor:
         # sum_a p(a) (log p(a) - log q(a)); torch's version adds masking passes that cost more than the KL itself
         return (p.probs * (p.logits - q.logits)).sum(dim=-1)
     assert not isinstance(q, list), "a MultiCategorical distribution against a single one"
+    assert not isinstance(p, FrozenCategorical) and not isinstance(q, FrozenCategorical), "a categorical against another kind"
     kl = th.distributions.kl_divergence(p, q)
     return kl.sum(dim=tuple(range(1, kl.dim()))) if kl.dim() > 1 else kl
 
@@ -114,8 +118,8 @@ def approx_kl(log_ratio: th.Tensor) -> th.Tensor:
 
 def policy_kl(
     estimator: str,
-    p: TorchDistribution | None,
-    q: TorchDistribution | None,
+    p: AnyDistribution | None,
+    q: AnyDistribution | None,
     log_prob_p: th.Tensor,
     log_prob_q: th.Tensor,
     ratio: th.Tensor | None = None,

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from sb3_po.common.algorithm import SB3POAlgorithmMixin
 from sb3_po.common.checks import check_choice, check_finite_loss, check_number
-from sb3_po.common.kl import KL_ESTIMATORS, TorchDistribution, approx_kl, index_distribution, policy_kl, snapshot
+from sb3_po.common.kl import KL_ESTIMATORS, AnyDistribution, approx_kl, index_distribution, policy_kl, snapshot
 from sb3_po.common.minibatches import flatten_rollout, indexed_minibatches
 from sb3_po.common.policies import policy_actions
 from sb3_po.kl_ppo.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
@@ -251,7 +251,7 @@ class KLPPO(SB3POAlgorithmMixin, PPO):
         """The whole (flattened) rollout as one batch, in buffer order."""
         return self.rollout_buffer._get_samples(np.arange(self.rollout_buffer.buffer_size * self.rollout_buffer.n_envs))
 
-    def _mean_kl(self, pi_old: TorchDistribution, batch: RolloutBufferSamples, actions: th.Tensor) -> float:
+    def _mean_kl(self, pi_old: AnyDistribution, batch: RolloutBufferSamples, actions: th.Tensor) -> float:
         """d = mean over the batch of KL(pi_old || pi_theta), measured with the current parameters."""
         with th.no_grad():
             distribution = self.policy.get_distribution(batch.observations)
