@@ -34,5 +34,6 @@ autodoc_typehints = "description"
 autodoc_typehints_format = "short"
 html_theme = "sphinx_rtd_theme"
 html_title = f"sb3-po {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_theme_options = {"navigation_depth": 3, "collapse_navigation": False}
