@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
@@ -173,8 +175,12 @@ def threads_table(path: Path) -> str:
         return "Not measured yet: `python scripts/threads.py`."
     data = json.loads(path.read_text())
     threads = data["threads"]
+
+    def label(n: int) -> str:
+        return "1 thread" if n == 1 else f"{n} threads"
+
     lines = [
-        f"| algorithm | policy | env | steps | {' | '.join(f'{n} thread(s), s' for n in threads)} "
+        f"| algorithm | policy | env | steps | {' | '.join(f'{label(n)} (s)' for n in threads)} "
         f"| {' | '.join(f'{n} / {threads[0]}' for n in threads[1:])} |",
         "|---" * (4 + 2 * len(threads) - 1) + "|",
     ]
@@ -184,7 +190,13 @@ def threads_table(path: Path) -> str:
             f"| {row['algo']} | {row['policy']} | {row['env']} | {row['steps']:,} | "
             f"{' | '.join(f'{s:.2f}' for s in seconds)} | {' | '.join(f'{s / seconds[0]:.2f}' for s in seconds[1:])} |"
         )
-    return "\n".join(lines) + f"\n\n{data['machine']}; {data['protocol']}"
+    ratios = [row["seconds"][str(threads[-1])] / row["seconds"][str(threads[0])] for row in data["rows"]]
+    faster = sum(r > 1 for r in ratios)
+    summary = (
+        f"With {label(threads[0])} training was faster in {faster} of {len(ratios)} cases; {label(threads[-1])} took "
+        f"{min(ratios):.1f} to {max(ratios):.1f} times as long (median {float(np.median(ratios)):.1f})."
+    )
+    return "\n".join(lines) + f"\n\n{summary}\n\n{data['machine']}; {data['protocol']}"
 
 
 def envs_table() -> str:

@@ -139,7 +139,7 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
         rows=rows,
         machine=f"{platform.machine()}, {os.cpu_count()} cores, torch {th.__version__}",
         protocol=(
-            f"`learn(steps)` seconds (the median of {args.rounds} round(s), model construction excluded), the thread "
+            f"`learn(steps)` seconds (the median of {args.rounds} rounds, model construction excluded), the thread "
             f"counts alternating round by round in one process; {hogs}the machine's 1-minute load average "
             f"{min(loads):.1f}-{max(loads):.1f} during the measurement (other jobs running); `python scripts/threads.py`"
         ),
