@@ -2,8 +2,11 @@
 Run every Python code block of the README and the docs, so that the examples cannot rot.
 
 The blocks of one page run in order in one Python process, as a reader pastes them into one script (a later block
-may use what an earlier one defined), as ``__main__`` (so ``if __name__ == "__main__":`` blocks run), in a fresh
-temporary directory (files the examples save land there). Training is capped: every ``learn()`` trains for at most
+may use what an earlier one defined), as ``__main__``, in a fresh temporary directory (files the examples save land
+there). A block with an ``if __name__ == "__main__":`` guard is a complete script and runs in a process of its own
+(SubprocVecEnv's workers import the main script, which must not hold the page's other blocks).
+
+Training is capped: every ``learn()`` trains for at most
 ``SB3_PO_EXAMPLE_TIMESTEPS`` env steps (default 1000; the cap enters through SB3's ``BaseAlgorithm._setup_learn``,
 which every SB3, sb3-contrib and sb3-po algorithm calls with the ``total_timesteps`` it was given). The cap exists
 only in this script's processes: the package itself never reads that variable.
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CAP_VARIABLE = "SB3_PO_EXAMPLE_TIMESTEPS"
 DEFAULT_CAP = 1000
 FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})python\s*$")
+MAIN_GUARD = re.compile(r"^if __name__ == .__main__.:", re.MULTILINE)
 
 # Run before the page's code, in the same process: the budget cap
 PREAMBLE = """
@@ -61,9 +65,17 @@ class Page(NamedTuple):
     def name(self) -> str:
         return str(self.path.relative_to(ROOT)) if self.path.is_relative_to(ROOT) else str(self.path)
 
-    def script(self) -> str:
-        """The page's blocks as one script; each block starts with a comment naming its page and line."""
-        return "\n".join(f"# --- {self.name}, line {block.line}\n{block.code}" for block in self.blocks)
+    def scripts(self) -> list[str]:
+        """
+        The page's blocks as scripts, each block starting with a comment naming its page and line: the blocks in order
+        as one script, except that a block with an ``if __name__ == "__main__":`` guard is a complete script of its own
+        (SubprocVecEnv's worker processes import the main script: the page's other blocks must not run again there).
+        """
+        shared, own = [], []
+        for block in self.blocks:
+            code = f"# --- {self.name}, line {block.line}\n{block.code}"
+            (own if MAIN_GUARD.search(block.code) else shared).append(code)
+        return ["\n".join(shared)] * bool(shared) + own
 
 
 def python_blocks(text: str) -> list[Block]:
@@ -93,23 +105,33 @@ def pages(paths: list[Path] | None = None) -> list[Page]:
 
 
 def run(page: Page, cap: int | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run a page's blocks in a fresh directory; the result's stdout and stderr hold what the examples printed."""
+    """
+    Run a page's scripts (see :meth:`Page.scripts`) one after another, each in a fresh directory; stops at the first
+    that fails. The result's stdout and stderr hold what the examples printed.
+    """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MPLBACKEND", "Agg")
     if cap is not None:
         env[CAP_VARIABLE] = str(cap)
-    with tempfile.TemporaryDirectory(prefix="sb3_po_examples_") as work:
-        script = Path(work) / "page.py"
-        script.write_text(page.script())
-        return subprocess.run(
-            [sys.executable, "-c", PREAMBLE.replace("{default}", str(DEFAULT_CAP)), str(script)],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    stdout, stderr, result = "", "", None
+    for source in page.scripts():
+        with tempfile.TemporaryDirectory(prefix="sb3_po_examples_") as work:
+            script = Path(work) / "page.py"
+            script.write_text(source)
+            result = subprocess.run(
+                [sys.executable, "-c", PREAMBLE.replace("{default}", str(DEFAULT_CAP)), str(script)],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        stdout, stderr = stdout + result.stdout, stderr + result.stderr
+        if result.returncode != 0:
+            break
+    assert result is not None, f"{page.name} has no Python block"
+    return subprocess.CompletedProcess(result.args, result.returncode, stdout, stderr)
 
 
 def main() -> int:

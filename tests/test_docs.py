@@ -71,3 +71,12 @@ def test_quickstart_takes_the_algorithms_the_readme_lists():
     listed = re.search(r"the algorithm, one of ((?:`\w+`(?:, )?)+)", readme)
     assert listed is not None
     assert re.findall(r"`(\w+)`", listed.group(1)) == list(quickstart.ALGOS)
+
+
+def test_a_block_with_a_main_guard_is_a_script_of_its_own(tmp_path):
+    """SubprocVecEnv's workers import the main script: a guarded block must not carry the page's other blocks."""
+    text = "```python\na = 1\n```\n```python\nif __name__ == '__main__':\n    print('guarded')\n```\n```python\nb = a\n```\n"
+    page = run_doc_examples.Page(tmp_path / "p.md", run_doc_examples.python_blocks(text))
+    scripts = page.scripts()
+    assert len(scripts) == 2 and "a = 1" in scripts[0] and "b = a" in scripts[0] and "guarded" not in scripts[0]
+    assert "guarded" in scripts[1] and "a = 1" not in scripts[1]
