@@ -6,6 +6,7 @@ hand: the tables are :mod:`benchmark`'s own (``report()``, ``ablation()``, ``agg
 
     python scripts/results_pages.py            # rewrite docs/results/generated/*.md and README.md's summary block
     python scripts/results_pages.py --plots    # also redraw the PNGs (learning curves, aggregates, estimators)
+    python scripts/results_pages.py --plots estimators   # only the estimator guide's PNGs
     python scripts/results_pages.py --check    # exit 1 if any generated text is out of date (the test suite runs it)
 
 The Markdown is deterministic (the bootstrap is seeded), so ``--check`` compares text; PNGs depend on matplotlib's
@@ -136,16 +137,21 @@ def curves(results_dir: Path, plot_dir: Path | None) -> str:
     if plot_dir is not None:
         for env_id, runs in envs:
             plot_curves.plot_benchmark(runs, env_id, plot_dir / f"{env_id}.png")
-        for env_id in ESTIMATOR_ENVS:
-            runs = plot_curves.from_benchmark(results_dir, [e.variant for e in ESTIMATORS]).get(env_id)
-            if runs is not None:
-                budget = f"({benchmark.ENVS[env_id]['budget'] // 1000}k)"
-                for part in (runs.steps, runs.wall, runs.ends):
-                    for label in [label for label in part if not label.endswith(budget)]:
-                        del part[label]
-                title = f"{env_id}: PPO with each advantage estimator"
-                plot_curves.plot_benchmark(runs, title, plot_dir / f"estimators-{env_id}.png")
     return "\n\n".join(f"### {env_id}\n\n![{env_id}](../{env_id}.png)" for env_id, _ in envs)
+
+
+def estimator_plots(results_dir: Path, plot_dir: Path) -> None:
+    """PPO with each estimator, one PNG per env (at the env's budget; PPO's side runs at other budgets left out)."""
+    for env_id in ESTIMATOR_ENVS:
+        runs = plot_curves.from_benchmark(results_dir, [e.variant for e in ESTIMATORS]).get(env_id)
+        if runs is None:
+            continue
+        budget = f"({benchmark.ENVS[env_id]['budget'] // 1000}k)"
+        for part in (runs.steps, runs.wall, runs.ends):
+            for label in [label for label in part if not label.endswith(budget)]:
+                del part[label]
+        title = f"{env_id}: PPO with each advantage estimator"
+        plot_curves.plot_benchmark(runs, title, plot_dir / f"estimators-{env_id}.png")
 
 
 def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
@@ -223,10 +229,19 @@ def readme_with_summary(readme: str, summary: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmark_results")
-    parser.add_argument("--plots", action="store_true", help="also redraw the PNGs under docs/results/")
+    parser.add_argument(
+        "--plots",
+        nargs="?",
+        const="all",
+        choices=["all", "estimators"],
+        help="also redraw the PNGs under docs/results/ (all, or the estimator guide's only)",
+    )
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a generated file is out of date")
     args = parser.parse_args(argv)
-    generated = pages(args.results_dir, PLOTS if args.plots and not args.check else None)
+    draw = args.plots is not None and not args.check
+    generated = pages(args.results_dir, PLOTS if draw and args.plots == "all" else None)
+    if draw:
+        estimator_plots(args.results_dir, PLOTS)
     stale = [path for path, text in generated.items() if not path.exists() or path.read_text() != text]
     if args.check:
         for path in stale:
