@@ -108,7 +108,27 @@ def estimator_table(results_dir: Path) -> str:
     columns[2] = "estimator"
     head = ["| " + " | ".join(columns[j] for j in keep) + " |", "|---" * len(keep) + "|"]
     body = [[labels[row[2]] if j == 2 else row[j] for j in keep] for row in mine]
-    return join(head, body) if body else "No stored runs of the estimator variants yet."
+    return join(head, body) + "\n\n" + estimator_summary(mine, labels) if body else "No stored runs of the estimators yet."
+
+
+def estimator_summary(rows: list[list[str]], labels: dict[str, str]) -> str:
+    """Which estimator met GAE's target on which env (the table's "vs target" column), and which cells lack seeds."""
+    lines = []
+    for estimator in ESTIMATORS[1:]:
+        mine = [row for row in rows if row[2] == estimator.variant]
+        met = [row[0] for row in mine if row[7].startswith("met")]
+        missed = [row[0] for row in mine if row[7].startswith("missed")]
+        name = labels[estimator.variant].split(" (")[0]
+        lines.append(
+            f"- {name}: met the target on {', '.join(met) or 'no env'}"
+            + (f"; missed on {', '.join(missed)}" if missed else "")
+            + (f"; not measured on {', '.join(e for e in ESTIMATOR_ENVS if e not in met + missed)}" if len(mine) < 3 else "")
+            + "."
+        )
+    short = [f"{row[0]} {labels[row[2]].split(' (')[0]} ({row[3]})" for row in rows if int(row[3]) < 5]
+    if short:
+        lines.append(f"- Cells with fewer than 5 seeds so far (seeds run): {', '.join(short)}.")
+    return "\n".join(lines)
 
 
 def aggregates(results_dir: Path, plot_dir: Path | None) -> str:
