@@ -18,9 +18,12 @@ def main() -> None:
     parser.add_argument("--env", default="CartPole-v1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tensorboard-log", default="runs")
+    parser.add_argument(
+        "--num-threads", type=int, default=1, help="torch threads (default 1: the fastest here, docs/guide/performance.md)"
+    )
     args = parser.parse_args()
 
-    th.set_num_threads(1)
+    th.set_num_threads(args.num_threads)
     algo_class = getattr(sb3_po, ALGOS[args.algo])
     model = algo_class("MlpPolicy", args.env, seed=args.seed, device="cpu", tensorboard_log=args.tensorboard_log)
     model.learn(args.timesteps, tb_log_name=f"{args.algo}_{args.env}")

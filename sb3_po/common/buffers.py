@@ -31,6 +31,8 @@ estimator first::
         \"\"\"A3C's n-step advantage in my buffer\"\"\"
 """
 
+import difflib
+import inspect
 from abc import ABCMeta
 from typing import Any, ClassVar
 
@@ -62,10 +64,45 @@ class _EstimatorBufferMeta(ABCMeta):
                     f"a Dict buffer, e.g. `class My{cls.__name__}(<Estimator>, <buffer>, dict_variant=DictRolloutBuffer)`."
                 )
             target = dict_variant
+        _check_keywords(cls, target, kwargs)
+        _check_masking(cls, target, args[0] if args else kwargs.get("action_space"))
         return super(_EstimatorBufferMeta, target).__call__(buffer_size, observation_space, *args, **kwargs)
 
     def __instancecheck__(cls, instance: Any) -> bool:
         return super().__instancecheck__(instance) or (cls.dict_variant is not None and isinstance(instance, cls.dict_variant))
+
+
+def _check_keywords(named: type, target: type, kwargs: dict[str, Any]) -> None:
+    """
+    A keyword the buffer does not take (most often a typo in ``rollout_buffer_kwargs``) names the estimator and the
+    keywords it takes, instead of the buffer's ``__init__() got an unexpected keyword argument``.
+    """
+    buffer = next(c for c in target.__mro__ if issubclass(c, RolloutBuffer) and not issubclass(c, AdvantageEstimator))
+    parameters = inspect.signature(buffer.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # a buffer that takes any keyword: it checks them itself
+    own = list(getattr(target, "estimator_keywords", ()))
+    accepted = set(own) | (set(parameters) - {"self"})
+    for name in kwargs:
+        if name in accepted:
+            continue
+        message = f"{named.__name__} got an unexpected keyword argument {name!r} (in rollout_buffer_kwargs?)"
+        takes = f"it takes {', '.join(own)}" if own else "it takes no keyword of its own (leave rollout_buffer_kwargs empty)"
+        close = difflib.get_close_matches(name, own, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"{message}: {takes}{hint}")
+
+
+def _check_masking(named: type, target: type, action_space: Any) -> None:
+    """sb3-contrib's action masks exist for discrete actions only: say so, not "Unsupported action space"."""
+    if not issubclass(target, (MaskableRolloutBuffer, MaskableDictRolloutBuffer)) or action_space is None:
+        return
+    if not isinstance(action_space, (spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)):
+        unmasked = named.__name__.removeprefix("Maskable")
+        raise ValueError(
+            f"{named.__name__}: action masking needs discrete actions (Discrete, MultiDiscrete or MultiBinary), got "
+            f"{action_space}. For this action space use PPO (or another algorithm) with {unmasked}, without masks."
+        )
 
 
 class AdvantageEstimator(metaclass=_EstimatorBufferMeta):
@@ -78,6 +115,7 @@ class AdvantageEstimator(metaclass=_EstimatorBufferMeta):
     """
 
     dict_variant: ClassVar[type | None] = None
+    estimator_keywords: ClassVar[tuple[str, ...]] = ()  # the estimator's own keywords (rollout_buffer_kwargs)
     rewards: np.ndarray
     values: np.ndarray
     episode_starts: np.ndarray
@@ -160,6 +198,8 @@ class NStepEstimator(AdvantageEstimator):
     :param n_step: Look-ahead length (>= 1), keyword only
     :param kwargs: The buffer's own keyword arguments
     """
+
+    estimator_keywords: ClassVar[tuple[str, ...]] = ("n_step",)
 
     def __init__(self, *args: Any, n_step: int = 5, **kwargs: Any):
         check_int(

@@ -61,3 +61,27 @@ def require(module: str, feature: str, extra: str | None = None) -> ModuleType:
         if missing.split(".")[0] not in EXTRAS and missing.split(".")[0] != module.split(".")[0]:
             raise
         raise MissingExtraError(missing_extra_message(missing or module, feature, extra)) from error
+
+
+# Gymnasium's env families that need an extra: the module of the env's entry point -> (the module it needs, extra)
+ENV_FAMILIES: dict[str, tuple[str, str]] = {
+    "gymnasium.envs.box2d": ("Box2D", "box2d"),
+    "gymnasium.envs.mujoco": ("mujoco", "mujoco"),
+}
+
+
+def require_env(env_id: str) -> None:
+    """
+    Raise :class:`MissingExtraError` (one line naming the extra) when ``env_id`` is one of Gymnasium's Box2D or
+    MuJoCo envs and the package it needs is not installed. Nothing is imported: only the env's registration is read.
+    Unknown ids and other families pass (``gym.make`` reports those).
+    """
+    import importlib.util
+
+    import gymnasium as gym
+
+    spec = gym.registry.get(env_id)
+    entry_point = spec.entry_point if spec is not None and isinstance(spec.entry_point, str) else ""
+    for prefix, (module, extra) in ENV_FAMILIES.items():
+        if entry_point.startswith(prefix) and importlib.util.find_spec(module) is None:
+            raise MissingExtraError(f"{env_id} needs {module}, which is not installed: {install_hint(module, extra)}")

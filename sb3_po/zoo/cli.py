@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from sb3_po.common.optional import MissingExtraError, require
+from sb3_po.common.optional import MissingExtraError, require, require_env
 from sb3_po.registry import CONFIG_DIR, algorithms, config_path
 
 
@@ -44,6 +44,30 @@ def default_arguments(argv: list[str]) -> list[str]:
         if known.study_name is None:
             argv += ["--study-name", f"{known.algo}_{known.env}"]
     return argv
+
+
+# torch's thread count when the command line does not say (rl_zoo3's own default, -1, keeps torch's: one thread per
+# core). One thread trains these small networks faster, several times so on a loaded machine (measured per algorithm:
+# docs/guide/performance.md)
+DEFAULT_NUM_THREADS = 1
+
+
+def default_threads(argv: list[str]) -> list[str]:
+    """``--num-threads 1`` unless the command line sets it (``--num-threads -1`` restores torch's default)."""
+    if any(arg == "--num-threads" or arg.startswith("--num-threads=") for arg in argv):
+        return list(argv)
+    return [*argv, "--num-threads", str(DEFAULT_NUM_THREADS)]
+
+
+def check_env_installed(argv: list[str]) -> None:
+    """
+    Stop before the zoo starts (and before it creates a run directory) when ``--env`` belongs to a family whose
+    extra is not installed (Box2D, MuJoCo): one line naming the extra, instead of gymnasium's traceback.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--env", default="CartPole-v1")
+    known, _ = parser.parse_known_args(argv)
+    require_env(known.env)
 
 
 def prepare_rdb_storage(argv: list[str], attempts: int = 8) -> None:
@@ -85,10 +109,13 @@ def main(argv: list[str] | None = None) -> None:
 
         register()
         if command == "train":
-            args = default_arguments(args)
+            check_env_installed(args)
+            args = default_threads(default_arguments(args))
             prepare_rdb_storage(args)
             entry = require("rl_zoo3.train", feature="sb3-po train").train
         elif command == "enjoy":
+            check_env_installed(args)
+            args = default_threads(args)
             entry = require("rl_zoo3.enjoy", feature="sb3-po enjoy").enjoy
         else:
             entry = getattr(require("rl_zoo3.plots", feature=f"sb3-po {command}"), command)

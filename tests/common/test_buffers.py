@@ -345,3 +345,72 @@ def test_dict_observations_without_naming_a_dict_class(case):
     model.learn(64)
     assert isinstance(model.rollout_buffer, DictRolloutBuffer) and isinstance(model.rollout_buffer, NStepRolloutBuffer)
     assert isinstance(model.rollout_buffer, NStepEstimator) and model.rollout_buffer.n_step == 4
+
+
+@pytest.mark.parametrize(
+    "algo, buffer_class, kwargs, message",
+    [
+        (
+            PPO,
+            "NStepRolloutBuffer",
+            dict(n_steps=5),
+            "NStepRolloutBuffer got an unexpected keyword argument 'n_steps' "
+            "(in rollout_buffer_kwargs?): it takes n_step; did you mean 'n_step'?",
+        ),
+        (
+            A2C,
+            "MonteCarloRolloutBuffer",
+            dict(n_step=5),
+            "MonteCarloRolloutBuffer got an unexpected keyword argument 'n_step' "
+            "(in rollout_buffer_kwargs?): it takes no keyword of its own (leave rollout_buffer_kwargs empty)",
+        ),
+        (
+            RecurrentPPO,
+            "RecurrentNStepRolloutBuffer",
+            dict(nstep=3),
+            "RecurrentNStepRolloutBuffer got an unexpected keyword "
+            "argument 'nstep' (in rollout_buffer_kwargs?): it takes n_step; did you mean 'n_step'?",
+        ),
+        (
+            MaskablePPO,
+            "MaskableTD0RolloutBuffer",
+            dict(gae=1),
+            "MaskableTD0RolloutBuffer got an unexpected keyword argument "
+            "'gae' (in rollout_buffer_kwargs?): it takes no keyword of its own (leave rollout_buffer_kwargs empty)",
+        ),
+    ],
+)
+def test_keyword_typo_names_the_estimator_and_its_keywords(algo, buffer_class, kwargs, message):
+    policy = "MlpLstmPolicy" if algo is RecurrentPPO else "MlpPolicy"
+    with pytest.raises(TypeError) as error:
+        algo(policy, "CartPole-v1", rollout_buffer_class=getattr(buffers, buffer_class), rollout_buffer_kwargs=kwargs)
+    assert str(error.value) == message
+
+
+def test_keyword_check_keeps_valid_keywords_and_dict_variants():
+    model = PPO(
+        "MultiInputPolicy",
+        SimpleMultiObsEnv(),
+        n_steps=16,
+        batch_size=16,
+        rollout_buffer_class=NStepRolloutBuffer,
+        rollout_buffer_kwargs=dict(n_step=3),
+    )
+    assert isinstance(model.rollout_buffer, DictRolloutBuffer) and model.rollout_buffer.n_step == 3
+    with pytest.raises(TypeError, match="NStepRolloutBuffer got an unexpected keyword argument 'n_stp'"):
+        PPO(
+            "MultiInputPolicy",
+            SimpleMultiObsEnv(),
+            rollout_buffer_class=NStepRolloutBuffer,
+            rollout_buffer_kwargs=dict(n_stp=3),
+        )
+
+
+@pytest.mark.parametrize("name", ["MaskableGAERolloutBuffer", "MaskableMonteCarloRolloutBuffer", "MaskableNStepRolloutBuffer"])
+def test_maskable_buffer_on_box_actions_says_masking_needs_discrete_actions(name):
+    with pytest.raises(ValueError) as error:
+        PPO("MlpPolicy", "Pendulum-v1", rollout_buffer_class=getattr(buffers, name))
+    assert str(error.value).startswith(
+        f"{name}: action masking needs discrete actions (Discrete, MultiDiscrete or MultiBinary)"
+    )
+    assert name.removeprefix("Maskable") in str(error.value)
