@@ -196,6 +196,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "estimators.md": estimator_table(results_dir),
         GENERATED / "summary.md": summary_table(report),
         GENERATED / "threads.md": threads_table(results_dir / "threads.json"),
+        GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
     }
     for algo in ALGO_PAGES:
@@ -203,6 +204,30 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
     out = {path: text.rstrip() + "\n" for path, text in out.items()}
     out[README] = readme_with_summary(README.read_text(), out[GENERATED / "summary.md"])
     return out
+
+
+def cluster_speedup_table(results_dir: Path) -> str:
+    """The cluster page's table: every ``scripts/cluster_speedup.py`` measurement (``cluster_speedup_run<k>.json``)."""
+    paths = sorted(results_dir.glob("cluster_speedup_run*.json"), key=lambda path: int(path.stem.rpartition("run")[2]))
+    lines = [
+        "| measurement | phases in order | grid | one process | 2 processes | Ray, 2 workers | Ray speed-up "
+        "| processes' speed-up | others' CPU-seconds (max of the phases) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        d = json.loads(path.read_text())
+        grid = d["grid"]
+        processes = d.get("processes_wall_seconds")
+        processes_cell = "-" if processes is None else f"{processes:.1f} s"
+        processes_speedup = "-" if processes is None else f"{d['speedup_processes']:.2f}x"
+        order = d.get("order") or (["sequential", "processes", "ray"] if processes else ["sequential", "ray"])
+        lines.append(
+            f"| {path.stem.rpartition('_')[2]} ({d['date'][:16]}) | {', '.join(order)} | {grid['algo']} {grid['env']}, "
+            f"{len(grid['seeds'])} seeds x {grid['budget']:,} steps | {d['sequential_wall_seconds']:.1f} s "
+            f"| {processes_cell} | {d['ray_wall_seconds']:.1f} s | {d['speedup']:.2f}x | {processes_speedup} "
+            f"| {max(d['others_cpu_seconds'].values()):.1f} |"
+        )
+    return "\n".join(lines) if paths else "Not measured yet: `python scripts/cluster_speedup.py`."
 
 
 def threads_table(path: Path) -> str:
