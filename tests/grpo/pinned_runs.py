@@ -32,8 +32,11 @@ def _env(env_id: Any, n_envs: int, mode: str = "auto", seed: int = 0):
 # The defaults of GRPO when the file was written; every configuration below starts from them
 OLD_DEFAULTS: dict[str, Any] = dict(supervision="outcome", gamma=1.0, n_minibatches=4)
 
-# name -> (env factory, GRPO keyword arguments over OLD_DEFAULTS); policy "MlpPolicy" unless the kwargs name one
-CONFIGS: dict[str, tuple[Any, dict[str, Any]]] = {
+# name -> (env factory, GRPO keyword arguments over the defaults of its file); policy "MlpPolicy" unless named
+Configs = dict[str, tuple[Any, dict[str, Any]]]
+
+# the configurations over OLD_DEFAULTS
+CONFIGS: Configs = {
     "outcome_one_env": (lambda: _env("CartPole-v1", 1), dict(group_size=4, n_groups=2)),
     "process_three_envs_kl": (
         lambda: _env("CartPole-v1", 3),
@@ -104,12 +107,15 @@ class _StopAfterRollouts(BaseCallback):
         return self.rollouts <= self.n
 
 
-def run(name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """The pinned parameters after the first update and after ``N_ROLLOUTS`` updates, and the env steps taken."""
+def run(name: str, configs: Configs = CONFIGS, defaults: dict[str, Any] = OLD_DEFAULTS) -> tuple[np.ndarray, np.ndarray, int]:
+    """
+    The pinned parameters of ``configs[name]`` (its keyword arguments over ``defaults``) after the first update and
+    after ``N_ROLLOUTS`` updates, and the env steps taken.
+    """
     th.set_num_threads(1)
     np.random.seed(0)  # some envs draw from NumPy's global RNG when built (SimpleMultiObsEnv's images)
-    make, kwargs = CONFIGS[name]
-    kwargs = {**OLD_DEFAULTS, **kwargs}
+    make, kwargs = configs[name]
+    kwargs = {**defaults, **kwargs}
     model = GRPO(kwargs.pop("policy", "MlpPolicy"), make(), seed=0, device="cpu", **kwargs)
     stop = _StopAfterRollouts(N_ROLLOUTS)
     model.learn(10**9, callback=stop)
@@ -117,12 +123,33 @@ def run(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     return stop.first, _pinned_parameters(model), model.num_timesteps
 
 
-if __name__ == "__main__":
+# Another CPU's float kernels (or another thread count) sum in another order: about 1e-7 per parameter after the
+# first update (measured with 2 threads against 1: at most 7e-7), which later updates can amplify (gSDE, Dict
+# observations: up to 1e-2 after three). Any change to the rollout or the objective moves the first update by far
+# more than 1e-5.
+FIRST_UPDATE_ATOL = 1e-5
+
+
+def assert_pinned(path: Path, name: str, configs: Configs, defaults: dict[str, Any]) -> None:
+    """The run ``name`` takes the pinned steps and reaches the pinned parameters of the file ``path``."""
+    pinned = np.load(path)
+    first, params, steps = run(name, configs, defaults)
+    assert steps == int(pinned[f"{name}/steps"])
+    np.testing.assert_allclose(first, pinned[f"{name}/first"], rtol=0, atol=FIRST_UPDATE_ATOL)
+    if np.array_equal(first, pinned[f"{name}/first"]):
+        # the float kernels of the machine that wrote the file: every update must be bit-identical
+        np.testing.assert_array_equal(params, pinned[name])
+
+
+def write(path: Path, configs: Configs, defaults: dict[str, Any]) -> None:
+    """Runs every configuration and stores its pinned parameters and steps in ``path`` (only for an intended change)."""
     arrays = {}
-    for name in CONFIGS:
-        first, params, steps = run(name)
-        arrays[f"{name}/first"] = first
-        arrays[name] = params
-        arrays[f"{name}/steps"] = np.array(steps)
+    for name in configs:
+        first, params, steps = run(name, configs, defaults)
+        arrays[f"{name}/first"], arrays[name], arrays[f"{name}/steps"] = first, params, np.array(steps)
         print(name, params.shape, steps)
-    np.savez_compressed(PINNED, **arrays)
+    np.savez_compressed(path, **arrays)
+
+
+if __name__ == "__main__":
+    write(PINNED, CONFIGS, OLD_DEFAULTS)

@@ -7,18 +7,13 @@ rebuild): ``python tests/grpo/pinned_runs_29.py`` regenerates it; only do that f
 """
 
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import torch as th
-
-from sb3_po import GRPO
-from tests.grpo.pinned_runs import N_ROLLOUTS, _env, _pinned_parameters, _StopAfterRollouts
+from tests.grpo.pinned_runs import Configs, _env, write
 
 PINNED_29 = Path(__file__).resolve().parents[1] / "data" / "grpo_pinned_29.npz"
 
-# name -> (env factory, GRPO keyword arguments over GRPO's defaults)
-CONFIGS_29: dict[str, tuple[Any, dict[str, Any]]] = {
+# over GRPO's defaults
+CONFIGS_29: Configs = {
     "step_mean_defaults": (lambda: _env("CartPole-v1", 4), dict(group_size=4, n_groups=2)),
     "step_rloo_visited": (
         lambda: _env("CartPole-v1", 3),
@@ -51,22 +46,5 @@ CONFIGS_29: dict[str, tuple[Any, dict[str, Any]]] = {
 }
 
 
-def run(name: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """The pinned parameters after the first update and after ``N_ROLLOUTS`` updates, and the env steps taken."""
-    th.set_num_threads(1)
-    np.random.seed(0)
-    make, kwargs = CONFIGS_29[name]
-    model = GRPO("MlpPolicy", make(), seed=0, device="cpu", **kwargs)
-    stop = _StopAfterRollouts(N_ROLLOUTS)
-    model.learn(10**9, callback=stop)
-    assert stop.first is not None
-    return stop.first, _pinned_parameters(model), model.num_timesteps
-
-
 if __name__ == "__main__":
-    arrays = {}
-    for name in CONFIGS_29:
-        first, params, steps = run(name)
-        arrays[f"{name}/first"], arrays[name], arrays[f"{name}/steps"] = first, params, np.array(steps)
-        print(name, params.shape, steps)
-    np.savez_compressed(PINNED_29, **arrays)
+    write(PINNED_29, CONFIGS_29, {})
