@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import benchmark  # noqa: E402  (scripts/benchmark.py)
 import plot_curves  # noqa: E402
+import throughput  # noqa: E402
 
 GENERATED = ROOT / "docs" / "results" / "generated"
 PLOTS = ROOT / "docs" / "results"
@@ -196,6 +197,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "estimators.md": estimator_table(results_dir),
         GENERATED / "summary.md": summary_table(report),
         GENERATED / "threads.md": threads_table(results_dir / "threads.json"),
+        GENERATED / "throughput.md": throughput_table(results_dir / "throughput.json"),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
     }
@@ -228,6 +230,13 @@ def cluster_speedup_table(results_dir: Path) -> str:
             f"| {max(d['others_cpu_seconds'].values()):.1f} |"
         )
     return "\n".join(lines) if paths else "Not measured yet: `python scripts/cluster_speedup.py`."
+
+
+def throughput_table(path: Path) -> str:
+    """The Performance page's pairs (ours against SB3's, side by side in one process) from ``scripts/throughput.py``."""
+    if not path.exists():
+        return "Not measured yet: `python scripts/throughput.py --json benchmark_results/throughput.json`."
+    return throughput.pairs_table(json.loads(path.read_text()))
 
 
 def threads_table(path: Path) -> str:

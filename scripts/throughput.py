@@ -282,25 +282,57 @@ def main() -> None:
             args.json.write_text(json.dumps(rows, indent=1))
         return
     pairs = args.pairs or list(PAIRS)
-    results = [measure_pair(pair, args.rounds) for pair in pairs]
-    print(
-        "| pair | env, n_envs | update (s) ours / ref | ratio | s per 1000 steps ours / ref | ratio "
-        "| env stepping alone (s/1000) | inference ours / ref (s/1000) |"
+    record = pairs_record([measure_pair(pair, args.rounds) for pair in pairs], args.rounds)
+    print(pairs_table(record))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(record, indent=1))
+
+
+def pairs_record(results: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
+    """The pairs' measurements with what produced them: the date, the command and the versions (benchmark.py's)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from benchmark import run_versions
+
+    pairs = [r["pair"] for r in results]
+    return dict(
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        command=f"python scripts/throughput.py --pairs {' '.join(pairs)} --rounds {rounds}",
+        rounds=rounds,
+        versions=run_versions(),
+        pairs=results,
     )
-    print("|---|---|---|---|---|---|---|---|")
+
+
+def pairs_table(record: dict[str, Any] | list[dict[str, Any]]) -> str:
+    """
+    The pairs' table (Markdown): update seconds and seconds per 1000 env steps, ours / the reference, and their
+    ratios. ``record``: ``pairs_record``'s dict, or the bare list of pairs that files written before it hold.
+    """
+    results = record if isinstance(record, list) else record["pairs"]
+    lines = [
+        "| pair | env, n_envs | update (s) ours / ref | ratio | s per 1000 steps ours / ref | ratio "
+        "| env stepping alone (s/1000) | inference ours / ref (s/1000) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         ours, ref = r["pair"].split(":")
-        print(
+        lines.append(
             f"| {ours} vs {ref} | {r['env']}, {r['n_envs']} "
             f"| {r[ours]['update_seconds']:.4f} / {r[ref]['update_seconds']:.4f} "
             f"| {r['update_ratio']:.3f} | {r[ours]['seconds_per_1000_steps']:.3f} / {r[ref]['seconds_per_1000_steps']:.3f} "
             f"| {r['per_1000_steps_ratio']:.3f} | {r[ours]['env_seconds_per_1000_steps']:.3f} "
             f"| {r[ours]['inference_seconds_per_1000_steps']:.3f} / {r[ref]['inference_seconds_per_1000_steps']:.3f} |"
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
-
+    if isinstance(record, list):
+        lines.append("\nVersions not recorded (measured before the file recorded them).")
+    else:
+        versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if k not in ("machine", "commit"))
+        lines.append(
+            f"\nMeasured {record['date']} with `{record['command']}` ({record['rounds']} rounds each) at commit "
+            f"{str(record['versions']['commit'])[:12]} on {record['versions']['machine']}; {versions}."
+        )
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
