@@ -334,5 +334,6 @@ def pairs_table(record: dict[str, Any] | list[dict[str, Any]]) -> str:
         )
     return "\n".join(lines)
 
+
 if __name__ == "__main__":
     main()
