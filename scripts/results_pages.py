@@ -198,6 +198,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "summary.md": summary_table(report),
         GENERATED / "threads.md": threads_table(results_dir / "threads.json"),
         GENERATED / "throughput.md": throughput_table(results_dir / "throughput.json"),
+        GENERATED / "remeasured.md": remeasured_table(results_dir),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
     }
@@ -230,6 +231,37 @@ def cluster_speedup_table(results_dir: Path) -> str:
             f"| {max(d['others_cpu_seconds'].values()):.1f} |"
         )
     return "\n".join(lines) if paths else "Not measured yet: `python scripts/cluster_speedup.py`."
+
+
+def remeasured_table(results_dir: Path) -> str:
+    """
+    The cells re-measured after a fix changed what they run. The runs made before it are kept under
+    ``<algo>/before<issue>/<env>/<budget>/`` (with the entries of their day) and, where the code before the fix was run
+    again with today's entries, under ``<algo>/before<issue>_same_entries/``; beside them the cell's runs now.
+    """
+    lines = [
+        "| cell | env | budget | before the fix, its day's entry | before the fix, today's entry | now | fix |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def scores(folder: Path) -> str:
+        finals = [json.loads(p.read_text())["final_eval_mean"] for p in sorted(folder.glob("seed*.json"))]
+        if not finals:
+            return "-"
+        per_seed = ", ".join(f"{f:.0f}" for f in finals)
+        return f"{np.mean(finals):.1f} +- {np.std(finals):.1f} ({per_seed})"
+
+    for before in sorted(results_dir.glob("*/before*/*/*")):
+        algo, fix, env_id, budget = before.relative_to(results_dir).parts
+        if fix.endswith("_same_entries"):
+            continue
+        same = results_dir / algo / f"{fix}_same_entries" / env_id / budget
+        now = results_dir / algo / env_id / budget
+        lines.append(
+            f"| {algo} | {env_id} | {int(budget):,} | {scores(before)} | {scores(same)} | {scores(now)} "
+            f"| issue {fix.removeprefix('before')} |"
+        )
+    return "\n".join(lines)
 
 
 def throughput_table(path: Path) -> str:
