@@ -379,7 +379,7 @@ class VersionSets:
             )
         old = sum(version_key(r) is None for r in self.runs)
         if old:
-            lines.append(f"- - ({old} runs): versions not recorded (stored before runs recorded them; machine line only)")
+            lines.append(f"- `-` ({old} runs): versions not recorded (stored before runs recorded them; machine line only)")
         return "Versions:\n" + "\n".join(lines)
 
 

@@ -191,7 +191,7 @@ def test_report_marks_each_row_with_the_versions_that_produced_it(tmp_path):
         "aaaaaaaaaaaa, cccccccccccc"
     )
     assert legend[1].startswith("- V2 (1 runs): python 3.11.7, torch 2.14.0;")
-    assert legend[2].startswith("- - (1 runs): versions not recorded")
+    assert legend[2].startswith("- `-` (1 runs): versions not recorded")
 
 
 def test_benchmark_run_records_wall_seconds_per_evaluation():
@@ -291,7 +291,7 @@ def test_ablation_table_targets_zero_spread_and_steps_per_update(tmp_path):
     assert benchmark.ablation(tmp_path, "grpo").splitlines()[4:] == [
         "",
         "Versions:",
-        "- - (4 runs): versions not recorded (stored before runs recorded them; machine line only)",
+        "- `-` (4 runs): versions not recorded (stored before runs recorded them; machine line only)",
     ]
     # a second PPO reference (SB3's defaults) that scores higher on this env sets the target instead, and is named
     for seed, score in enumerate([-105.0, -95.0, -100.0]):  # mean -100, std 4.1 -> target -100 - max(4.1, 2) = -104.1
