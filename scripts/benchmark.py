@@ -298,9 +298,15 @@ def reference_cells(reference: str) -> tuple[str, ...]:
 
 
 def strongest_cell(finals: dict[str, Any], reference: str = REFERENCE_ALGO) -> str | None:
-    """Of ``reference``'s cells measured in ``finals`` (cell -> its seeds' final scores), the one with the highest mean."""
+    """
+    Of ``reference``'s cells measured in ``finals`` (cell -> its seeds' final scores), the one with the highest mean.
+    A cell with fewer seeds than ``reference``'s own cell (one still being measured) is not eligible: a mean over its
+    first seeds is not a reference yet.
+    """
     measured = [cell for cell in reference_cells(reference) if len(finals.get(cell, [])) > 0]
-    return max(measured, key=lambda cell: float(np.mean(finals[cell]))) if measured else None
+    own = len(finals.get(reference, []))
+    complete = [cell for cell in measured if len(finals[cell]) >= own] or measured
+    return max(complete, key=lambda cell: float(np.mean(finals[cell]))) if complete else None
 
 
 def load_results(results_dir: Path, variants: bool = True) -> list[dict[str, Any]]:

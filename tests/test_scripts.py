@@ -144,7 +144,12 @@ def test_benchmark_aggregates_against_the_reference(tmp_path):
     assert benchmark.reference_envs(results, ["Acrobot-v1", "CartPole-v1"]) == ["Acrobot-v1", "CartPole-v1"]
     covered = benchmark.aggregate_set(results, "one-partial", ["CartPole-v1"], reference_algo="partial")
     assert sorted(covered.scores) == ["algo", "partial", "ppo"] and covered.left_out == {}
-    # PPO's second reference (SB3's defaults + VecNormalize) stands for ppo where it is stronger: on CartPole here
+    # PPO's second reference (SB3's defaults + VecNormalize) stands for ppo where it is stronger: on CartPole here.
+    # While it has fewer seeds than ppo's own cell it is not eligible, however high its first seeds score
+    write_result(benchmark, tmp_path, "ppo@defaults_vecnorm", "CartPole-v1", 0, 323.7)
+    results = benchmark.load_results(tmp_path, variants=False)
+    partial_reference = benchmark.aggregate_set(results, "two", ["CartPole-v1", "Acrobot-v1"])
+    assert partial_reference.reference_cell == {"CartPole-v1": "ppo", "Acrobot-v1": "ppo"}
     for seed, score in enumerate([323.7, 323.7, 323.7]):  # mean 323.7 > the zoo entry's 223.7; Acrobot: not measured
         write_result(benchmark, tmp_path, "ppo@defaults_vecnorm", "CartPole-v1", seed, score)
     results = benchmark.load_results(tmp_path, variants=False)  # reference cells are kept among the non-variants
