@@ -12,6 +12,10 @@ Built in, without users writing anything:
 - Gymnasium's classic-control envs (CartPole, Acrobot, MountainCar, MountainCarContinuous, Pendulum):
   their physical state attributes;
 - MuJoCo envs: the full physics and integrator state through ``mujoco.mj_getState`` / ``mj_setState``;
+- the Arcade Learning Environment (``ale_py``'s ``AtariEnv``, the ``pixels`` extra): the emulator state through
+  ``clone_state`` / ``restore_state``, the system RNG kept apart so that restored members draw their own sticky actions;
+- MinAtar (``minatar``'s gymnasium envs, the ``pixels`` extra; :func:`register_minatar` registers them): the game
+  object copied, its random generator kept apart;
 - ``state_mode="copy"``: a deep copy of the env below ``Monitor`` (any env that deep-copies), verified once;
 - ``state_mode="seed"``: for envs whose ``reset(seed=s)`` is deterministic (every Gymnasium env, Box2D included):
   a start state *is* a seed; only reset states can be shared, not states in the middle of an episode.
@@ -66,6 +70,30 @@ def _is_mujoco(env: gym.Env) -> bool:
     # would fail on installs without MuJoCo (gymnasium raises DependencyNotInstalled, which is not an ImportError)
     mujoco_env = sys.modules.get("gymnasium.envs.mujoco.mujoco_env")
     return mujoco_env is not None and isinstance(env, getattr(mujoco_env, "MujocoEnv", ()))
+
+
+def _is_ale(env: gym.Env) -> bool:
+    # as _is_mujoco: an AtariEnv has had ale_py.env imported; nothing is imported here
+    ale_env = sys.modules.get("ale_py.env")
+    return ale_env is not None and isinstance(env, getattr(ale_env, "AtariEnv", ()))
+
+
+def _is_minatar(env: gym.Env) -> bool:
+    minatar_gym = sys.modules.get("minatar.gym")
+    return minatar_gym is not None and isinstance(env, getattr(minatar_gym, "BaseEnv", ()))
+
+
+def register_minatar() -> None:
+    """
+    Register MinAtar's games with gymnasium (``MinAtar/Breakout-v1``, ``-v0`` with the full action set; also Asterix,
+    Freeway, Seaquest, SpaceInvaders): the ``minatar`` package defines them but registers them only when asked.
+    """
+    try:
+        import minatar.gym
+    except ImportError as error:
+        raise ImportError("MinAtar is not installed: pip install 'sb3-po[pixels]'") from error
+    if "MinAtar/Breakout-v1" not in gym.registry:
+        minatar.gym.register_envs()
 
 
 def _is_classic_control(env: gym.Env) -> bool:
@@ -132,12 +160,17 @@ class RestorableEnv(gym.Wrapper):
             return "protocol"
         if _is_mujoco(base):
             return "mujoco"
+        if _is_ale(base):
+            return "ale"
+        if _is_minatar(base):
+            return "minatar"
         if _is_classic_control(base):
             return "classic_control"
         if mode == "state":
             raise EnvStateError(
                 f"Env {_env_name(self.inner)} has no get_state()/set_state() and no built-in state support "
-                f"(classic control, MuJoCo). {_ways_out(mode)} Or use state_mode='copy' for a verified deep copy."
+                f"(classic control, MuJoCo, ALE, MinAtar). {_ways_out(mode)} "
+                "Or use state_mode='copy' for a verified deep copy."
             )
         return "copy"
 
@@ -184,6 +217,14 @@ class RestorableEnv(gym.Wrapper):
             state = np.empty(mujoco.mj_stateSize(model, spec))
             mujoco.mj_getState(model, data, state, spec)
             return self._wrapper_states(), state
+        if self.backend == "ale":
+            # the emulator without its system RNG (restored members keep drawing their own sticky actions), and with
+            # it (what rng_seed restores from: see _reseed)
+            return self._wrapper_states(), base.clone_state(include_rng=False)  # type: ignore[attr-defined]
+        if self.backend == "minatar":
+            # the game object (its random generator, shared by the game and its wrapper, left out: see _set_inner_state)
+            game = base.game  # type: ignore[attr-defined]  # minatar.gym.BaseEnv
+            return self._wrapper_states(), copy.deepcopy(game, memo={id(game.random): None})
         # classic control
         return self._wrapper_states(), {k: copy.deepcopy(getattr(base, k)) for k in _CLASSIC_CONTROL_ATTRS if hasattr(base, k)}
 
@@ -211,8 +252,52 @@ class RestorableEnv(gym.Wrapper):
             mujoco.mj_setState(model, data, base_state, mujoco.mjtState.mjSTATE_INTEGRATION)
             mujoco.mj_forward(model, data)
             return
+        if self.backend == "ale":
+            base.restore_state(base_state)  # type: ignore[attr-defined]
+            return
+        if self.backend == "minatar":
+            # a copy of the snapshot's game, with the env's own random generator where the snapshot had none
+            random = base.game.random  # type: ignore[attr-defined]
+            game = copy.deepcopy(base_state, memo={id(None): None})
+            game.random = game.env.random = random
+            base.game = game  # type: ignore[attr-defined]
+            return
         for key, value in base_state.items():
             setattr(base, key, copy.deepcopy(value))
+
+    # the env's own random numbers: where each backend's env keeps them (the snapshots above leave them out)
+
+    def _rng_state(self) -> Any:
+        base = self.inner.unwrapped
+        if self.backend == "ale":
+            return base.clone_state(include_rng=True)  # type: ignore[attr-defined]  # the RNG is the emulator's
+        if self.backend == "minatar":
+            return base.game.random.get_state()  # type: ignore[attr-defined]
+        return copy.deepcopy(base.np_random.bit_generator.state)
+
+    def _set_rng_state(self, state: Any) -> None:
+        base = self.inner.unwrapped
+        if self.backend == "ale":
+            base.restore_state(state)  # type: ignore[attr-defined]  # taken with the snapshot: the same emulator state
+        elif self.backend == "minatar":
+            base.game.random.set_state(state)  # type: ignore[attr-defined]
+        else:
+            base.np_random.bit_generator.state = state
+
+    def _reseed(self, seed: int) -> None:
+        """A new random stream from ``seed`` for the env's own random numbers (set_state's rng_seed)."""
+        base = self.inner.unwrapped
+        if self.backend == "ale":
+            # the ALE seeds its system RNG only when the ROM is loaded (about 0.1 s): reseed, reload, then put the
+            # emulator back where it was
+            emulator = base.clone_state(include_rng=False)  # type: ignore[attr-defined]
+            base.seed_game(seed)  # type: ignore[attr-defined]
+            base.load_game()  # type: ignore[attr-defined]
+            base.restore_state(emulator)  # type: ignore[attr-defined]
+        elif self.backend == "minatar":
+            base.game.seed(seed)  # type: ignore[attr-defined]  # the game's and its wrapper's generator
+        else:
+            base._np_random = np.random.default_rng(seed)
 
     def _monitor_state(self) -> Any:
         if self.monitor is None:
@@ -257,7 +342,8 @@ class RestorableEnv(gym.Wrapper):
             Otherwise the snapshot's step count and Monitor's rewards so far are restored with it.
         :param rng_seed: Seed the env's own random number generator after the restore (common random numbers: envs
             restored with the same state and seed differ only by the actions taken); by default the copy backend
-            draws a fresh generator and the other backends keep the env's
+            draws a fresh generator and the other backends keep the env's. The ALE seeds its RNG only when it loads
+            the ROM: a restore with ``rng_seed`` reloads it (about 0.1 s)
         """
         self._check_usable()
         if self.backend == "seed":
@@ -275,7 +361,7 @@ class RestorableEnv(gym.Wrapper):
             if self.monitor is not None:
                 self.monitor.rewards = []
         if rng_seed is not None:
-            self.inner.unwrapped._np_random = np.random.default_rng(rng_seed)
+            self._reseed(rng_seed)
         self._last_obs = copy.deepcopy(state["obs"])
         return copy.deepcopy(state["obs"])
 
@@ -337,10 +423,10 @@ class RestorableEnv(gym.Wrapper):
                 self.inner.reset(seed=12345)
                 self._rollout(actions[:2])  # check a state in the middle of an episode, not only a reset state
                 snapshot = self._get_inner_state()
-                rng_state = copy.deepcopy(self.inner.unwrapped.np_random.bit_generator.state)
+                rng_state = self._rng_state()
                 first = self._rollout(actions)
                 self._set_inner_state(snapshot)
-                self.inner.unwrapped.np_random.bit_generator.state = rng_state
+                self._set_rng_state(rng_state)
                 second = self._rollout(actions)
                 same = _same_rollouts(first, second)
                 reason = (

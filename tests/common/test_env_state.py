@@ -8,7 +8,7 @@ import pytest
 from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
 
-from sb3_po.common.env_state import EnvStateError, RestorableEnv
+from sb3_po.common.env_state import EnvStateError, RestorableEnv, register_minatar
 
 CLASSIC = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"]
 MUJOCO = ["InvertedPendulum-v5", "Hopper-v5"]
@@ -200,3 +200,81 @@ def test_classic_control_and_grpo_without_mujoco(monkeypatch):
     assert env.backend == "classic_control"
     model = GRPO("MlpPolicy", "CartPole-v1", group_size=2, n_groups=1, seed=0).learn(100)
     assert model.num_timesteps >= 100
+
+
+# Pixels (the pixels extra): the ALE through clone_state / restore_state, MinAtar's games by copy. Their own random
+# numbers (sticky actions, enemy spawns) are kept apart from the snapshot.
+ALE = ["ALE/Breakout-v5"]
+MINATAR = ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/Freeway-v1", "MinAtar/SpaceInvaders-v1"]
+
+
+def pixel_env(env_id, **kwargs):
+    import ale_py
+
+    gym.register_envs(ale_py)
+    register_minatar()
+    return restorable(env_id, **kwargs)
+
+
+def restored_play(env, state, actions, rng_seed=None):
+    obs = env.set_state(state, rng_seed=rng_seed)
+    np.testing.assert_array_equal(obs, state["obs"])
+    return play(env, actions)
+
+
+def same_plays(a, b):
+    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b, strict=True))
+
+
+def mid_episode_state(env, actions):
+    """A snapshot a few steps into an episode (reset again where one of those steps ended it)."""
+    env.reset(seed=3)
+    for action in actions:
+        if any(env.step(action)[2:4]):
+            env.reset()
+    return env.get_state()
+
+
+@pytest.mark.parametrize("env_id", ALE + MINATAR)
+def test_pixel_envs_restore_exactly_with_a_shared_rng_seed(env_id):
+    env = pixel_env(env_id, seed=0)  # the construction-time restore check passes
+    assert env.backend == ("ale" if env_id in ALE else "minatar")
+    env.action_space.seed(0)
+    state = mid_episode_state(env, [env.action_space.sample() for _ in range(4)])
+    actions = [env.action_space.sample() for _ in range(150)]
+    first = restored_play(env, state, actions, rng_seed=7)
+    assert_same(first, restored_play(env, state, actions, rng_seed=7))  # common random numbers: only actions differ
+
+
+@pytest.mark.parametrize("env_id", ["ALE/Breakout-v5", "MinAtar/Asterix-v1", "MinAtar/Freeway-v1"])
+def test_pixel_envs_draw_their_own_random_numbers_after_a_restore(env_id):
+    # without rng_seed a restore keeps the env's own generator (as the MuJoCo and classic backends do), so members
+    # restored from one state with the same actions still differ by the env's randomness (sticky actions, spawns);
+    # a restore that brought the snapshot's generator back would replay the same episode every time
+    env = pixel_env(env_id, seed=0)
+    env.action_space.seed(1)
+    state = mid_episode_state(env, [env.action_space.sample() for _ in range(4)])
+    actions = [env.action_space.sample() for _ in range(300)]
+    plays = [restored_play(env, state, actions) for _ in range(4)]
+    assert not all(same_plays(plays[0], p) for p in plays[1:])
+    # and two different rng_seeds give different streams
+    assert not same_plays(restored_play(env, state, actions, rng_seed=1), restored_play(env, state, actions, rng_seed=2))
+
+
+def test_minatar_registration_and_grpo_trains_on_it():
+    register_minatar()
+    register_minatar()  # idempotent
+    assert "MinAtar/SpaceInvaders-v1" in gym.registry
+    from sb3_po import GRPO
+
+    model = GRPO("MlpPolicy", "MinAtar/Breakout-v1", group_size=4, n_groups=1, seed=0)
+    model.learn(600)
+    assert model.num_timesteps >= 600
+    assert model.get_env().env_method("__getattribute__", "backend") == ["minatar"] * 4
+
+
+def test_frame_stacking_inside_the_env_is_refused_by_the_restore_check():
+    # the frame stack's buffer is state the snapshot does not hold yet: the check says so instead of restoring wrongly
+    register_minatar()
+    with pytest.raises(EnvStateError, match="failed the restore check: restoring a minatar snapshot"):
+        RestorableEnv(Monitor(gym.wrappers.FrameStackObservation(gym.make("MinAtar/Asterix-v1"), 4)))
