@@ -22,7 +22,8 @@ Built in, without users writing anything:
 
 :class:`RestorableEnv` is the wrapper (outermost, above ``Monitor``) that GRPO talks to through
 ``VecEnv.env_method``, so it works in ``DummyVecEnv`` and ``SubprocVecEnv`` alike. Its snapshots also carry
-the wrappers' state that matters: ``TimeLimit``'s elapsed steps, ``OrderEnforcing``'s reset flag, and
+the wrappers' state that matters: ``TimeLimit``'s elapsed steps, ``OrderEnforcing``'s reset flag, a frame
+stack's frames (``FrameStackObservation``), SB3's ``EpisodicLifeEnv`` and ``StickyActionEnv``, and
 ``Monitor``'s rewards of the episode so far (so the episode returns Monitor reports stay whole, truthful
 episodes from a reset). Every backend is verified when the wrapper is built: snapshot, step a few
 actions, restore, replay the same actions with the same random-number state, compare. A mismatch fails
@@ -36,7 +37,7 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.wrappers import OrderEnforcing, TimeLimit
+from gymnasium.wrappers import FrameStackObservation, OrderEnforcing, TimeLimit
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_po.common.checks import check_choice
@@ -45,6 +46,24 @@ MODES = ("auto", "state", "copy", "seed")
 
 # Classic-control envs: the attributes that hold their whole dynamic state
 _CLASSIC_CONTROL_ATTRS = ("state", "steps_beyond_terminated", "last_u")
+
+
+def _stateful_wrappers() -> dict[type, tuple[str, ...]]:
+    """
+    The wrappers (between ``Monitor`` and the env) that carry state of their own from one step to the next, and the
+    attributes holding it, which every snapshot copies. A wrapper with such state that is not listed fails the
+    restore check (its state would not come back), so nothing is restored half.
+    """
+    wrappers: dict[type, tuple[str, ...]] = {
+        # the frame stack: its queue of the last frames, and the padding it fills a new episode with
+        FrameStackObservation: ("obs_queue", "padding_value"),
+    }
+    # SB3's Atari wrappers, when the env uses them (no import here: only a module already imported can be in use)
+    atari = sys.modules.get("stable_baselines3.common.atari_wrappers")
+    if atari is not None:
+        wrappers[atari.EpisodicLifeEnv] = ("lives", "was_real_done")
+        wrappers[atari.StickyActionEnv] = ("_sticky_action",)
+    return wrappers
 
 
 class EnvStateError(RuntimeError):
@@ -175,25 +194,37 @@ class RestorableEnv(gym.Wrapper):
         return "copy"
 
     def _wrapper_states(self) -> list[Any]:
-        """State of the wrappers between the inner env's top and the env with the base state."""
+        """
+        State of the wrappers between the inner env's top and the env with the base state: ``TimeLimit``'s elapsed
+        steps, ``OrderEnforcing``'s reset flag, and the attributes of the wrappers of ``_stateful_wrappers()``.
+        """
         states: list[Any] = []
+        stateful = _stateful_wrappers()
         layer = self.inner
         while isinstance(layer, gym.Wrapper) and not _has_protocol(layer):
             if isinstance(layer, TimeLimit):
                 states.append(layer._elapsed_steps)
             elif isinstance(layer, OrderEnforcing):
                 states.append(layer._has_reset)
+            elif type(layer) in stateful:
+                states.append(
+                    {name: copy.deepcopy(getattr(layer, name)) for name in stateful[type(layer)] if hasattr(layer, name)}
+                )
             layer = layer.env
         return states
 
     def _set_wrapper_states(self, states: list[Any]) -> None:
         values = iter(states)
+        stateful = _stateful_wrappers()
         layer = self.inner
         while isinstance(layer, gym.Wrapper) and not _has_protocol(layer):
             if isinstance(layer, TimeLimit):
                 layer._elapsed_steps = next(values)
             elif isinstance(layer, OrderEnforcing):
                 layer._has_reset = next(values)
+            elif type(layer) in stateful:
+                for name, value in next(values).items():
+                    setattr(layer, name, copy.deepcopy(value))
             layer = layer.env
 
     def _get_inner_state(self) -> Any:
