@@ -347,3 +347,18 @@ def test_published_scores_beside_ours(tmp_path):
     )
     assert rows[1] == "| Hopper-v5 | trpo | 3372.0 | Hopper-v3 | ? | 3 |  | sb3-contrib | not measured | - | - |"
     assert rows[2] == "| CartPole-v1 | | none found | | | | | | | | |"
+
+
+def test_grpo_diagnose_measures_a_group_by_hand():
+    diagnose = load_script("grpo_diagnose")
+    # two members from one state; the first earns 1 at step 0 and stops after 2 steps, the second earns nothing
+    rewards = [np.array([1.0, 0.0]), np.array([0.0, 0.0, 0.0])]
+    observations = [np.array([[0.0], [0.0]]), np.array([[0.0], [1.0], [2.0]])]
+    out = diagnose.diagnose_group(rewards, observations, gamma=1.0, local=1)
+    assert out["horizon"] == 3 and out["members"] == 2
+    np.testing.assert_allclose(out["running"], [1.0, 1.0, 0.5])
+    np.testing.assert_allclose(out["state_spread"][:2], [0.0, 1.0])  # one pair: |0 - 1| / sqrt(1)
+    assert np.isnan(out["state_spread"][2])  # one member left: no pair
+    np.testing.assert_allclose(out["g_spread"], [0.5, 0.0, 0.0])  # rewards-to-go (1, 0 | 0, 0, 0)
+    # the advantages (+-0.5 at step 0, 0 after) are exactly what the next step earned relative to the group
+    np.testing.assert_allclose(out["local_share"], 1.0)
