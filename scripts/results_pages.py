@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import benchmark  # noqa: E402  (scripts/benchmark.py)
+import grpo_diagnose  # noqa: E402
 import plot_curves  # noqa: E402
 import throughput  # noqa: E402
 
@@ -199,6 +200,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "threads.md": threads_table(results_dir / "threads.json"),
         GENERATED / "throughput.md": throughput_table(results_dir / "throughput.json"),
         GENERATED / "remeasured.md": remeasured_table(results_dir),
+        GENERATED / "diagnostics.md": diagnostics_tables(results_dir),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
     }
@@ -262,6 +264,20 @@ def remeasured_table(results_dir: Path) -> str:
             f"| issue {fix.removeprefix('before')} |"
         )
     return "\n".join(lines)
+
+
+def diagnostics_tables(results_dir: Path) -> str:
+    """Each ``scripts/grpo_diagnose.py`` measurement (``benchmark_results/diagnostics/*.json``): its table and origin."""
+    parts = []
+    for path in sorted((results_dir / "diagnostics").glob("*.json")):
+        d = json.loads(path.read_text())
+        versions = d["versions"]
+        parts.append(
+            f"**{d['algo']} on {d['env']}**, seed {d['seed']}, local part {d['local']} steps "
+            f"({d['seconds']:.0f} s; commit {str(versions['commit'])[:12]}, {versions['machine']}):\n\n"
+            + grpo_diagnose.table(d["results"])
+        )
+    return "\n\n".join(parts) if parts else "Not measured yet: `python scripts/grpo_diagnose.py ENV --json ...`."
 
 
 def throughput_table(path: Path) -> str:
