@@ -249,8 +249,8 @@ class RestorableEnv(gym.Wrapper):
             mujoco.mj_getState(model, data, state, spec)
             return self._wrapper_states(), state
         if self.backend == "ale":
-            # the emulator without its system RNG (restored members keep drawing their own sticky actions), and with
-            # it (what rng_seed restores from: see _reseed)
+            # the emulator without its system RNG: restored members keep drawing their own sticky actions (_reseed
+            # gives them a common stream)
             return self._wrapper_states(), base.clone_state(include_rng=False)  # type: ignore[attr-defined]
         if self.backend == "minatar":
             # the game object (its random generator, shared by the game and its wrapper, left out: see _set_inner_state)
@@ -289,7 +289,7 @@ class RestorableEnv(gym.Wrapper):
         if self.backend == "minatar":
             # a copy of the snapshot's game, with the env's own random generator where the snapshot had none
             random = base.game.random  # type: ignore[attr-defined]
-            game = copy.deepcopy(base_state, memo={id(None): None})
+            game = copy.deepcopy(base_state)
             game.random = game.env.random = random
             base.game = game  # type: ignore[attr-defined]
             return
