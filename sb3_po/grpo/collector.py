@@ -25,7 +25,7 @@ from sb3_po.common.checks import check_int
 from sb3_po.common.vec_env_state import VecEnvStates, set_rows
 from sb3_po.grpo.branching import Branching
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
-from sb3_po.grpo.start_states import ResetStates, StartStates
+from sb3_po.grpo.start_states import ResetStates, Start, StartStates
 
 
 class GroupRolloutCollector:
@@ -131,7 +131,8 @@ class GroupRolloutCollector:
             buffer.add(run.obs, actions, log_probs.cpu().numpy(), rewards)
             if self.start_states.observes:
                 raw = new_obs if model._vec_normalize_env is None else model._vec_normalize_env.get_original_obs()
-                self.start_states.observe(run.states, raw, np.flatnonzero((run.slot_group >= 0) & ~dones))
+                running = np.flatnonzero((run.slot_group >= 0) & ~dones)
+                self.start_states.observe(run.states, raw, running, np.asarray(rewards, dtype=np.float64))
             run.obs = new_obs
             if self.branching is not None:
                 dones = run.branch(dones)
@@ -154,6 +155,13 @@ class Group:
     finished: int = 0
     seed: int | None = None  # common random numbers of a branch group
     branch: bool = False
+    score: float = 0.0  # the return from a reset to the start state (where the start-state strategy knows it)
+    length: int = 0  # the env steps from that reset
+
+    @classmethod
+    def drawn(cls, start: Start | None, size: int) -> "Group":
+        """A group of ``size`` members from a drawn start state (None: a new reset state)."""
+        return cls(None, size) if start is None else cls(start.state, size, score=start.score, length=start.length)
 
     @property
     def full(self) -> bool:
@@ -192,7 +200,7 @@ class _Run:
         self.n_groups = n_groups
         self.states = VecEnvStates(env)
         group_size = collector.group_size
-        self.groups = [Group(collector.start_states.draw(), group_size) for _ in range(n_groups)]
+        self.groups = [Group.drawn(collector.start_states.draw(), group_size) for _ in range(n_groups)]
         self.queue = deque(group for group in range(n_groups) for _ in range(group_size))
         self.resamples_left, self.discarded = collector.resample_groups, 0
         self.slot_group = np.full(env.num_envs, -1)  # the group of the member running in each slot; -1: idle
@@ -213,6 +221,7 @@ class _Run:
         for g in dict.fromkeys(taken):  # each group once, in queue order
             group = self.groups[g]
             slots = [int(s) for s, t in zip(free, taken, strict=False) if t == g]
+            self.collector.start_states.begin(slots, group.score, group.length)
             if group.start is None:
                 group.start, obs = self.states.new_start(slots[0])
                 set_rows(self.obs, slots[:1], obs)
@@ -249,7 +258,8 @@ class _Run:
                 # a branch group: K members from this state, each for at most H steps
                 start = self.states.get_state(int(slot))
                 seed = int(np.random.randint(2**31 - 1)) if branching.common_random_numbers else None
-                self.add_group(Group(start, branching.n_branches, seed=seed, branch=True))
+                score, length = self.collector.start_states.origin(int(slot))
+                self.add_group(Group(start, branching.n_branches, seed=seed, branch=True, score=score, length=length))
                 self.n_branch_groups += 1
         # a branch ends after H steps: the member is done (its env goes on until the slot is restored)
         return dones | (self.is_branch & running & (self.buffer.pos - self.slot_start >= branching.horizon))
@@ -268,7 +278,7 @@ class _Run:
                 # dynamic sampling: the group has nothing to teach; a new one takes its place
                 buffer.discard_group(g)
                 self.resamples_left, self.discarded = self.resamples_left - 1, self.discarded + 1
-                self.add_group(Group(collector.start_states.draw(), collector.group_size))
+                self.add_group(Group.drawn(collector.start_states.draw(), collector.group_size))
         self.slot_group[dones] = -1
         if self.queue:
             self.n_running += self.assign(np.flatnonzero(self.slot_group < 0))

@@ -136,16 +136,19 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param max_grad_norm: The maximum value for the gradient clipping
     :param start_states: ``"reset"`` (start states from the reset distribution), ``"visited"`` (also states
         visited in earlier rollouts, sampled uniformly, so that groups branch mid-episode) or ``"frontier"`` (also
-        states from a grid of ``frontier_cells`` cells per observation dimension, rarely visited cells preferred:
-        Go-Explore's archive, Ecoffet et al. 2021; for sparse rewards)
+        states from Go-Explore's archive, Ecoffet et al. 2021, for sparse rewards: the best state of each cell of a
+        grid of ``frontier_cells`` cells per observation dimension over the range the observations were seen in,
+        rarely seen and rarely chosen cells preferred)
     :param visited_fraction: With ``"visited"`` or ``"frontier"``: the fraction of groups that start from a saved state
     :param visited_capture_prob: With ``"visited"``: the probability that a step's state joins the pool
     :param visited_pool_size: With ``"visited"``: how many visited states are kept
-    :param frontier_cells: With ``"frontier"``: cells per observation dimension (the observation space must be bounded)
+    :param frontier_cells: With ``"frontier"``: cells per observation dimension (halved while the archive holds more
+        than 10,000 cells)
     :param fresh_time_limit: With ``"visited"``, ``"frontier"`` or branching: a group started from a saved state gets
         a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
-        steps come with it, and a state saved late in an episode leaves little time
+        steps come with it, and a state saved late in an episode leaves little time. None (default): True with
+        ``"frontier"``, False otherwise
     :param branch_states: Branching rollouts (TRPO's vine, Schulman et al. 2015): states per rollout, chosen
         uniformly along the episodes, from which ``branch_count`` branches of at most ``branch_horizon`` steps start;
         a branch's return relative to the other branches of its state is the advantage of its first
@@ -217,7 +220,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         visited_capture_prob: float = 0.02,
         visited_pool_size: int = 1000,
         frontier_cells: int = 12,
-        fresh_time_limit: bool = False,
+        fresh_time_limit: bool | None = None,
         resample_groups: int = 0,
         branch_states: int = 0,
         branch_count: int = 4,
@@ -384,7 +387,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.collector = GroupRolloutCollector(
             self.group_size,
             self.start_state_strategy,
-            fresh_time_limit=self.fresh_time_limit,
+            fresh_time_limit=self.start_states == "frontier" if self.fresh_time_limit is None else self.fresh_time_limit,
             resample_groups=self.resample_groups,
             branching=make_branching(
                 self.branch_states, self.branch_count, self.branch_horizon, self.branch_credit, self.common_random_numbers

@@ -5,14 +5,18 @@ those it would ignore; :func:`make_start_states` builds the one a model asks for
 - ``"reset"`` (:class:`ResetStates`): every group from a new state of the env's reset distribution;
 - ``"visited"`` (:class:`VisitedStates`): a fraction of groups from states visited in earlier rollouts, sampled
   uniformly, so that groups branch mid-episode;
-- ``"frontier"`` (:class:`FrontierStates`): a fraction of groups from a Go-Explore archive, one state per cell of a
-  grid over the observation space, rarely visited cells preferred (Ecoffet et al. 2021; for sparse rewards).
+- ``"frontier"`` (:class:`FrontierStates`): a fraction of groups from a Go-Explore archive, the best state of each
+  cell of a grid over the observed range of the observations, rarely seen cells preferred (Ecoffet et al. 2021; for
+  sparse rewards).
 
-A group started from a saved state carries the state's elapsed steps with it unless ``fresh_time_limit``.
+A group started from a saved state carries the state's elapsed steps with it unless ``fresh_time_limit`` (GRPO's
+default with ``"frontier"``).
 """
 
+import warnings
 from collections import deque
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 from gymnasium import spaces
@@ -38,18 +42,36 @@ _USES = dict(
 )
 
 
+class Start(NamedTuple):
+    """A saved start state drawn for a group, with what it took to get there from a reset (where known)."""
+
+    state: Any
+    score: float = 0.0  # the return (raw rewards) from a reset to the state
+    length: int = 0  # the env steps from that reset
+
+
 class StartStates:
     """Where groups start: a reset state (``draw`` returns None) or a state saved in earlier steps."""
 
     #: whether :meth:`observe` needs the states the members visit (the collector skips the call otherwise)
     observes = False
 
-    def draw(self) -> Any:
+    def draw(self) -> Start | None:
         """A saved start state, or None for a new reset state."""
         return None
 
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """After a step: ``running`` are the slots whose member goes on from ``observations`` (their raw observations)."""
+    def begin(self, slots: list[int], score: float, length: int) -> None:
+        """Members start in ``slots`` from a state reached from a reset with return ``score`` in ``length`` steps."""
+
+    def origin(self, slot: int) -> tuple[float, int]:
+        """The return and steps from a reset of the member running in ``slot`` (where the strategy tracks them)."""
+        return 0.0, 0
+
+    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
+        """
+        After a step: ``running`` are the slots whose member goes on from ``observations`` (their raw observations);
+        ``rewards`` are every slot's raw rewards of the step.
+        """
 
     def record(self, logger: Logger) -> None:
         """Log the strategy's state after a rollout (``rollout/...`` keys)."""
@@ -75,64 +97,237 @@ class VisitedStates(StartStates):
             raise ValueError("visited_fraction and visited_capture_prob must lie in [0, 1]")
         self.fraction, self.capture_prob, self.pool = fraction, capture_prob, pool
 
-    def draw(self) -> Any:
+    def draw(self) -> Start | None:
         if self.pool and np.random.random() < self.fraction:
-            return self.pool[np.random.randint(len(self.pool))]
+            return Start(self.pool[np.random.randint(len(self.pool))])
         return None
 
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
+    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
         """Each running slot joins the pool with probability ``capture_prob``."""
         chosen = running[np.random.random(len(running)) < self.capture_prob]
         for slot in chosen:
             self.pool.append(states.get_state(int(slot)))
 
 
+# Go-Explore's count weights (Ecoffet et al. 2019, arXiv 1901.10995, section 3.2): a cell's selection weight is
+# 0.1 / sqrt(1 + times chosen) + 0.3 / sqrt(1 + times seen), so that rarely seen cells, and among them the rarely
+# chosen, are preferred
+CHOSEN_WEIGHT, SEEN_WEIGHT = 0.1, 0.3
+# The archive's size limit: past it the grid is made coarser (half the cells per dimension), merging cells, as
+# Go-Explore's dynamic downscaling keeps its number of cells in bounds
+FRONTIER_MAX_CELLS = 10_000
+# When an observation falls outside the range the cells are cut from, the range grows to it and a quarter more
+# (geometric growth: a handful of re-binnings while the policy reaches further)
+RANGE_MARGIN = 0.25
+
+
+@dataclass
+class FrontierArchive:
+    """
+    The frontier's archive (saved with the model): one entry per cell of a grid cut from the observed range of the
+    observations, each with the best state that reached the cell.
+
+    :param n_cells: Cells per observation dimension now (``frontier_cells``, halved each time the archive outgrew
+        :data:`FRONTIER_MAX_CELLS`)
+    :param low: Lower end of the range of each observation dimension the cells are cut from (None: nothing seen yet)
+    :param high: Upper end of that range
+    :param keys: The cell of each entry (its index in the grid)
+    :param observations: The raw observation of each entry's state (to re-bin when the range grows)
+    :param scores: The return from a reset to each entry's state (the sum of raw rewards, through earlier restarts)
+    :param lengths: The env steps from that reset to the state
+    :param seen: How often a running member was in each cell
+    :param chosen: How often each entry was drawn as a start state
+    :param states: Each entry's saved env state
+    """
+
+    n_cells: int
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
+    keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    observations: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    chosen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    states: list[Any] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.states)
+
+    def weights(self) -> np.ndarray:
+        """Each entry's selection probability (Go-Explore's count weights, normalised)."""
+        w = CHOSEN_WEIGHT / np.sqrt(1.0 + self.chosen) + SEEN_WEIGHT / np.sqrt(1.0 + self.seen)
+        return w / w.sum()
+
+
+def better(score: np.ndarray, length: np.ndarray, than_score: np.ndarray, than_length: np.ndarray) -> np.ndarray:
+    """Go-Explore's rule for the state a cell keeps: a higher score, or the same score reached in fewer steps."""
+    return (score > than_score) | ((score == than_score) & (length < than_length))
+
+
 class FrontierStates(StartStates):
     """
-    ``start_states="frontier"``: one saved state per cell of a grid over the observation space, drawn with weight
-    ``1 / sqrt(1 + visits)`` so that rarely visited cells, the edge of what the policy reaches, are preferred
-    (Go-Explore, Ecoffet et al. 2021; restarts from visited states, Salimans and Chen 2018).
+    ``start_states="frontier"``: Go-Explore's archive (Ecoffet et al. 2019, 2021; restarts from visited states,
+    Salimans and Chen 2018). The observations are cut into a grid of ``n_cells`` cells per dimension over the range
+    they have been seen in (a running min / max: bounded or not, no per-env bounds); each cell keeps the best state
+    that reached it (highest return from a reset, then fewest steps), and a cell is drawn with Go-Explore's count
+    weights, rarely seen and rarely chosen cells first. The grid is made coarser when the archive outgrows
+    :data:`FRONTIER_MAX_CELLS`.
 
     :param fraction: The probability that a group starts from a frontier state (else from a reset)
-    :param low: Lower bounds of the observations (finite)
-    :param high: Upper bounds of the observations (finite)
+    :param n_dims: Values per observation
     :param n_cells: Cells per observation dimension
-    :param archive: ``{"visits": array of visits per cell, "states": {cell: state}}`` (saved with the model)
+    :param archive: The archive to go on with (a loaded model's), or None for a new one
     """
 
     observes = True
 
-    def __init__(self, fraction: float, low: np.ndarray, high: np.ndarray, n_cells: int, archive: dict[str, Any]):
+    def __init__(self, fraction: float, n_dims: int, n_cells: int, archive: FrontierArchive | None = None):
         if not 0 <= fraction <= 1:
             raise ValueError("visited_fraction must lie in [0, 1]")
-        self.fraction, self.n_cells, self.archive = fraction, n_cells, archive
-        self.low, self.width = low.astype(np.float64), (high.astype(np.float64) - low) / n_cells
-        self.visits: np.ndarray = archive["visits"]
-        self.states: dict[int, Any] = archive["states"]
+        self.fraction, self.n_dims = fraction, n_dims
+        self.archive = FrontierArchive(n_cells) if archive is None else archive
+        if self.archive.observations.shape[1:] != (n_dims,):
+            self.archive.observations = np.zeros((0, n_dims))
+        # the return and steps from a reset of the member in each slot (slots are sized on the first observation)
+        self.slot_score, self.slot_length = np.zeros(0), np.zeros(0, dtype=np.int64)
+        self._grid: tuple[np.ndarray, np.ndarray] | None = None  # cells()'s terms for the grid now; None: stale
 
     def cells(self, observations: np.ndarray) -> np.ndarray:
-        index = np.clip(((observations - self.low) / self.width).astype(np.int64), 0, self.n_cells - 1)
-        return np.ravel_multi_index(index.T, (self.n_cells,) * index.shape[1])
+        """The cell (index in the grid) of each row of ``observations``."""
+        archive = self.archive
+        assert archive.low is not None
+        if self._grid is None:  # the grid changed (range or cells per dimension): cache its terms
+            span = archive.high - archive.low
+            scale = archive.n_cells / np.where(span > 0, span, np.inf)  # a dimension seen at one value: cell 0
+            self._grid = (scale, archive.n_cells ** np.arange(self.n_dims, dtype=np.int64))
+        scale, powers = self._grid
+        index = np.clip(((observations - archive.low) * scale).astype(np.int64), 0, archive.n_cells - 1)
+        return index @ powers
 
-    def draw(self) -> Any:
-        if self.states and np.random.random() < self.fraction:
-            cells = np.fromiter(self.states, dtype=np.int64, count=len(self.states))
-            weights = 1.0 / np.sqrt(1.0 + self.visits[cells])
-            return self.states[int(cells[np.random.choice(len(cells), p=weights / weights.sum())])]
+    def draw(self) -> Start | None:
+        archive = self.archive
+        if len(archive) and np.random.random() < self.fraction:
+            entry = int(np.random.choice(len(archive), p=archive.weights()))
+            archive.chosen[entry] += 1
+            return Start(archive.states[entry], float(archive.scores[entry]), int(archive.lengths[entry]))
         return None
 
-    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray) -> None:
-        """Count the running slots' cells; a cell seen for the first time keeps the state that reached it."""
+    def begin(self, slots: list[int], score: float, length: int) -> None:
+        self._size_slots(max(slots) + 1)
+        self.slot_score[slots], self.slot_length[slots] = score, length
+
+    def origin(self, slot: int) -> tuple[float, int]:
+        return float(self.slot_score[slot]), int(self.slot_length[slot])
+
+    def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
+        """Count the running slots' cells; a cell keeps the first state that reached it until a better one does."""
+        self._size_slots(len(rewards))
+        self.slot_score[running] += rewards[running]
+        self.slot_length[running] += 1
         if len(running) == 0:
             return
-        cells = self.cells(np.asarray(observations)[running].reshape(len(running), -1))
-        new = self.visits[cells] == 0
-        np.add.at(self.visits, cells, 1)
-        for cell, slot in zip(*np.unique(cells[new], return_index=True), strict=True):
-            self.states[int(cell)] = states.get_state(int(running[new][slot]))
+        obs = np.asarray(observations, dtype=np.float64)[running].reshape(len(running), -1)
+        archive = self.archive
+        if archive.low is None or (obs < archive.low).any() or (obs > archive.high).any():
+            self._widen(obs)
+        cells = self.cells(obs)
+        score, length = self.slot_score[running], self.slot_length[running]
+        known = np.zeros(len(cells), dtype=bool)
+        if len(archive):  # the archive is sorted by cell
+            entry = np.minimum(np.searchsorted(archive.keys, cells), len(archive) - 1)
+            known = archive.keys[entry] == cells
+            np.add.at(archive.seen, entry[known], 1)
+            # known cells reached by a better path: the best such member of each cell replaces its state
+            improves = np.flatnonzero(known & better(score, length, archive.scores[entry], archive.lengths[entry]))
+            for i in improves[np.lexsort((length[improves], -score[improves]))]:
+                e = entry[i]
+                if better(score[i], length[i], archive.scores[e], archive.lengths[e]):
+                    archive.states[e] = states.get_state(int(running[i]))
+                    archive.observations[e], archive.scores[e], archive.lengths[e] = obs[i], score[i], length[i]
+        # new cells: the best member in each keeps its state
+        new = np.flatnonzero(~known)
+        if len(new):
+            new = new[np.lexsort((length[new], -score[new]))]
+            first = new[np.unique(cells[new], return_index=True)[1]]
+            counts = np.unique(cells[new], return_counts=True)[1]
+            self._append(
+                cells[first],
+                obs[first],
+                score[first],
+                length[first],
+                counts,
+                [states.get_state(int(running[i])) for i in first],
+            )
+            if len(archive) > FRONTIER_MAX_CELLS:
+                while len(archive) > FRONTIER_MAX_CELLS and archive.n_cells > 1:
+                    archive.n_cells = max(1, archive.n_cells // 2)
+                    self._rebin()
 
     def record(self, logger: Logger) -> None:
-        logger.record("rollout/frontier_cells", len(self.states))
+        logger.record("rollout/frontier_cells", len(self.archive))
+
+    def _size_slots(self, n: int) -> None:
+        if len(self.slot_score) < n:
+            grow = n - len(self.slot_score)
+            self.slot_score = np.concatenate([self.slot_score, np.zeros(grow)])
+            self.slot_length = np.concatenate([self.slot_length, np.zeros(grow, dtype=np.int64)])
+
+    def _append(
+        self,
+        keys: np.ndarray,
+        observations: np.ndarray,
+        scores: np.ndarray,
+        lengths: np.ndarray,
+        seen: np.ndarray,
+        states: list[Any],
+    ) -> None:
+        archive = self.archive
+        archive.keys = np.concatenate([archive.keys, keys])
+        archive.observations = np.concatenate([archive.observations, observations])
+        archive.scores = np.concatenate([archive.scores, scores])
+        archive.lengths = np.concatenate([archive.lengths, lengths])
+        archive.seen = np.concatenate([archive.seen, seen])
+        archive.chosen = np.concatenate([archive.chosen, np.zeros(len(keys), dtype=np.int64)])
+        archive.states.extend(states)
+        order = np.argsort(archive.keys, kind="stable")  # kept sorted by cell for the lookups
+        self._take(order)
+
+    def _take(self, entries: np.ndarray) -> None:
+        """Keep the archive's ``entries``, in that order."""
+        archive = self.archive
+        archive.keys, archive.observations = archive.keys[entries], archive.observations[entries]
+        archive.scores, archive.lengths = archive.scores[entries], archive.lengths[entries]
+        archive.seen, archive.chosen = archive.seen[entries], archive.chosen[entries]
+        archive.states = [archive.states[i] for i in entries]
+
+    def _widen(self, observations: np.ndarray) -> None:
+        """Grow the range to cover ``observations`` (and a margin on each side that grew), then re-bin."""
+        archive = self.archive
+        low, high = observations.min(axis=0), observations.max(axis=0)
+        if archive.low is None or archive.high is None:
+            archive.low, archive.high = low, high
+        else:
+            new_low, new_high = np.minimum(archive.low, low), np.maximum(archive.high, high)
+            margin = RANGE_MARGIN * (new_high - new_low)
+            archive.low = np.where(new_low < archive.low, new_low - margin, archive.low)
+            archive.high = np.where(new_high > archive.high, new_high + margin, archive.high)
+        self._rebin()
+
+    def _rebin(self) -> None:
+        """Recompute every entry's cell; entries that now share a cell merge (the better state, summed counts)."""
+        archive = self.archive
+        self._grid = None
+        if not len(archive):
+            return
+        keys = self.cells(archive.observations)
+        order = np.lexsort((archive.lengths, -archive.scores, keys))  # by cell, the best entry first
+        unique, first, inverse = np.unique(keys[order], return_index=True, return_inverse=True)
+        seen, chosen = np.zeros(len(unique), dtype=np.int64), np.zeros(len(unique), dtype=np.int64)
+        np.add.at(seen, inverse, archive.seen[order])
+        np.add.at(chosen, inverse, archive.chosen[order])
+        self._take(order[first])  # sorted by cell: np.unique's order
+        archive.keys, archive.seen, archive.chosen = unique, seen, chosen
 
 
 def check_start_states(kind: str, **settings: Any) -> None:
@@ -153,7 +348,7 @@ def make_start_states(
     visited_pool_size: int = DEFAULTS["visited_pool_size"],
     frontier_cells: int = DEFAULTS["frontier_cells"],
     pool: Any = (),
-    archive: dict[str, Any] | None = None,
+    archive: Any = None,
 ) -> StartStates:
     """
     The start-state strategy ``kind`` (``"reset"``, ``"visited"``, ``"frontier"``) with its settings, continuing a
@@ -170,15 +365,23 @@ def make_start_states(
         return VisitedStates(visited_fraction, visited_capture_prob, deque(pool, maxlen=visited_pool_size))
     if kind == "frontier":
         space = observation_space
-        if not isinstance(space, spaces.Box) or not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
+        if not isinstance(space, spaces.Box):
             raise ValueError(
-                f"start_states='frontier' needs a bounded Box observation space for its grid of cells, got {space}. "
-                "Use start_states='visited', or wrap the env so that its observations are bounded."
+                f"start_states='frontier' cuts a grid of cells over a Box observation space, got {space}. "
+                "Use start_states='visited', or wrap the env so that its observations are a Box."
             )
-        n_cells = frontier_cells ** int(np.prod(space.shape))
-        if n_cells > 10**7:
-            raise ValueError(f"frontier_cells={frontier_cells} makes {n_cells} cells over {space}: lower it")
-        if archive is None:
-            archive = dict(visits=np.zeros(n_cells, dtype=np.int64), states={})
-        return FrontierStates(visited_fraction, space.low.reshape(-1), space.high.reshape(-1), frontier_cells, archive)
+        n_dims = int(np.prod(space.shape))
+        if n_dims * np.log2(max(frontier_cells, 2)) > 62:
+            raise ValueError(
+                f"start_states='frontier': {frontier_cells} cells per dimension over {n_dims} observation values make "
+                "too many cells to index (images: use start_states='visited'); lower frontier_cells"
+            )
+        if archive is not None and not isinstance(archive, FrontierArchive):
+            warnings.warn(
+                "GRPO: the saved frontier archive has an older format (a grid over the observation space's bounds); "
+                "the loaded model starts a new archive",
+                stacklevel=3,
+            )
+            archive = None
+        return FrontierStates(visited_fraction, n_dims, frontier_cells, archive)
     return ResetStates()

@@ -415,17 +415,19 @@ def test_frontier_archive_keeps_one_state_per_cell_and_prefers_rare_cells():
                  visited_fraction=1.0, seed=0, device="cpu")  # fmt: skip
     model.set_logger(configure(None, ["csv"]))
     model.learn(1)
-    archive = model._frontier_archive
-    cells = sorted(archive["states"])
-    assert cells and archive["visits"].sum() > 0
-    for cell in cells:  # the state kept for a cell lies in that cell
-        assert int(archive["states"][cell]["obs"][0] * 10) == cell
-    assert model.logger.name_to_value["rollout/frontier_cells"] == len(cells)
-    # the draw: weights 1 / sqrt(1 + visits); a cell visited far less often is drawn far more often
-    archive["visits"][:] = 10_000
-    archive["visits"][cells[-1]] = 0
-    drawn = [model.collector.start_states.draw()["obs"][0] for _ in range(200)]
-    assert np.mean([int(x * 10) == cells[-1] for x in drawn]) > 0.8
+    strategy = model.start_state_strategy
+    archive = strategy.archive
+    assert len(archive) > 1 and archive.seen.sum() > 0
+    assert len(set(archive.keys.tolist())) == len(archive)  # one entry per cell
+    saved = np.array([[state["obs"][0]] for state in archive.states])
+    np.testing.assert_array_equal(strategy.cells(saved), archive.keys)  # each state lies in its cell
+    np.testing.assert_array_equal(saved, archive.observations)
+    assert model.logger.name_to_value["rollout/frontier_cells"] == len(archive)
+    # the draw: Go-Explore's count weights; a cell seen and chosen far less often is drawn far more often
+    archive.seen[:], archive.chosen[:] = 10_000, 10_000
+    archive.seen[-1], archive.chosen[-1] = 0, 0
+    drawn = [model.collector.start_states.draw().state["obs"][0] for _ in range(200)]
+    assert np.mean([x == saved[-1, 0] for x in drawn]) > 0.8
 
 
 @pytest.mark.parametrize("fresh", [True, False])
@@ -433,7 +435,7 @@ def test_frontier_start_with_or_without_a_fresh_time_budget(fresh):
     model = GRPO("MlpPolicy", grid_env(n_envs=1, max_episode_steps=10), group_size=2, n_groups=1, start_states="frontier",
                  visited_fraction=1.0, fresh_time_limit=fresh, seed=0, device="cpu")  # fmt: skip
     model.learn(1)
-    state = next(iter(model._frontier_archive["states"].values()))
+    state = model.start_state_strategy.archive.states[-1]
     env = model.get_env()
     env.env_method("set_state", state, fresh_time_limit=fresh, indices=[0])
     elapsed = env.env_method("get_state", indices=[0])[0]["inner"][0][0]  # TimeLimit's elapsed steps, saved
@@ -442,9 +444,20 @@ def test_frontier_start_with_or_without_a_fresh_time_budget(fresh):
     assert elapsed == (0 if fresh else saved)
 
 
-def test_frontier_needs_bounded_observations():
-    with pytest.raises(ValueError, match="bounded Box observation space"):
-        GRPO("MlpPolicy", "CartPole-v1", start_states="frontier")  # CartPole's velocities are unbounded
+def test_frontier_gives_a_fresh_time_budget_by_default():
+    frontier = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="frontier", device="cpu")
+    visited = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="visited", device="cpu")
+    assert frontier.collector.fresh_time_limit is True and visited.collector.fresh_time_limit is False
+    assert frontier.fresh_time_limit is None  # the constructor's value is kept (saved) as given
+
+
+def test_frontier_takes_unbounded_observations_and_refuses_what_it_cannot_grid():
+    model = GRPO("MlpPolicy", "CartPole-v1", group_size=2, n_groups=1, start_states="frontier", device="cpu")
+    model.learn(200)  # CartPole's velocities are unbounded: the cells follow the range seen
+    archive = model.start_state_strategy.archive
+    assert np.all(np.isfinite(archive.low)) and np.all(archive.high >= archive.low) and len(archive) > 1
+    with pytest.raises(ValueError, match="too many cells to index"):
+        GRPO("MlpPolicy", grid_env(), start_states="frontier", frontier_cells=2**63 - 1)
 
 
 def test_dynamic_sampling_replaces_zero_spread_groups_and_counts_their_steps():

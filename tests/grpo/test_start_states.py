@@ -1,0 +1,120 @@
+"""The frontier archive (sb3_po/grpo/start_states.py): cells over the observed range, the best state per cell, Go-Explore's
+count weights, re-binning and coarsening, checked by hand on a few observations."""
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+
+from sb3_po.grpo import start_states
+from sb3_po.grpo.start_states import CHOSEN_WEIGHT, SEEN_WEIGHT, FrontierStates, make_start_states
+
+
+class Slots:
+    """Stands in for VecEnvStates: the state of a slot is what the test put there."""
+
+    def __init__(self, n: int):
+        self.state = [None] * n
+
+    def get_state(self, slot: int):
+        return self.state[slot]
+
+
+def frontier(n_cells=4, n_dims=1):
+    return make_start_states("frontier", spaces.Box(-np.inf, np.inf, (n_dims,)), visited_fraction=1.0, frontier_cells=n_cells)
+
+
+def step(strategy, slots, observations, rewards, states):
+    """One env step of every slot: each reaches ``observations[i]`` (state ``states[i]``) with ``rewards[i]``."""
+    slots.state = list(states)
+    n = len(observations)
+    strategy.observe(slots, np.asarray(observations, dtype=float).reshape(n, -1), np.arange(n), np.asarray(rewards, float))
+
+
+def test_cells_are_cut_from_the_observed_range_and_each_keeps_one_state():
+    strategy, slots = frontier(n_cells=4), Slots(3)
+    strategy.begin([0, 1, 2], 0.0, 0)
+    step(strategy, slots, [0.0, 1.0, 0.3], [0, 0, 0], ["a", "b", "c"])
+    archive = strategy.archive
+    assert archive.low == pytest.approx([0.0]) and archive.high == pytest.approx([1.0])
+    # cells of width 0.25 over [0, 1]: 0.0 -> 0, 0.3 -> 1, 1.0 -> 3 (the top edge belongs to the last cell)
+    assert archive.keys.tolist() == [0, 1, 3] and archive.states == ["a", "c", "b"]
+    assert archive.seen.tolist() == [1, 1, 1] and archive.lengths.tolist() == [1, 1, 1]
+    # the range grows by the new extreme and a quarter of the new span: [0, 2] -> high 2 + 0.5 = 2.5
+    step(strategy, slots, [2.0, 0.1, 0.1], [0, 0, 0], ["d", "e", "f"])
+    assert archive.high == pytest.approx([2.5])
+    # cells of width 0.625 now: 0.0, 0.1 and 0.3 share cell 0 (merged: the first, "a", has the shortest path), 1.0
+    # is cell 1, 2.0 is cell 3; seen counts add up over the merge
+    assert archive.keys.tolist() == [0, 1, 3] and archive.states == ["a", "b", "d"]
+    assert archive.seen.tolist() == [4, 1, 1]
+
+
+def test_a_cell_keeps_the_best_state_that_reached_it():
+    strategy, slots = frontier(n_cells=2), Slots(2)
+    strategy.begin([0, 1], 0.0, 0)
+    step(strategy, slots, [0.0, 1.0], [0.0, 0.0], ["start", "far"])
+    # slot 1 comes back to cell 0 with a higher return: its state replaces the first one
+    step(strategy, slots, [1.0, 0.0], [0.0, 5.0], ["x", "better"])
+    archive = strategy.archive
+    assert archive.states == ["better", "far"] and archive.scores.tolist() == [5.0, 0.0]
+    # the same return with fewer steps from the reset also wins; a lower return or a longer path does not
+    strategy.begin([0], 5.0, 0)  # a member restored from a state reached with return 5 in 0 steps
+    step(strategy, slots, [0.0, 0.0], [0.0, -1.0], ["shorter", "worse"])
+    assert archive.states[0] == "shorter" and archive.lengths[0] == 1 and archive.scores[0] == 5.0
+
+
+def test_a_restarted_member_carries_the_return_and_steps_of_its_start_state():
+    strategy, slots = frontier(n_cells=4), Slots(1)
+    strategy.begin([0], 0.0, 0)
+    step(strategy, slots, [0.0], [1.0], ["s0"])
+    step(strategy, slots, [1.0], [2.0], ["s1"])
+    start = strategy.draw()
+    assert start is not None
+    strategy.begin([0], start.score, start.length)
+    step(strategy, slots, [start.score + 10.0], [4.0], ["s2"])  # a new cell, beyond the range
+    archive = strategy.archive
+    entry = archive.states.index("s2")
+    assert archive.scores[entry] == start.score + 4.0 and archive.lengths[entry] == start.length + 1
+
+
+def test_draws_follow_go_explores_count_weights():
+    strategy, slots = frontier(n_cells=8), Slots(4)
+    strategy.begin([0, 1, 2, 3], 0.0, 0)
+    step(strategy, slots, [0.0, 1.0, 2.0, 3.0], [0, 0, 0, 0], list("abcd"))
+    archive = strategy.archive
+    archive.seen[:] = [0, 3, 8, 99]
+    archive.chosen[:] = [15, 0, 3, 0]
+    expected = CHOSEN_WEIGHT / np.sqrt(1 + archive.chosen) + SEEN_WEIGHT / np.sqrt(1 + archive.seen)
+    np.testing.assert_allclose(archive.weights(), expected / expected.sum())
+    chosen_before = archive.chosen.copy()
+    np.random.seed(0)
+    draws = [strategy.draw().state for _ in range(4000)]
+    assert (archive.chosen - chosen_before).sum() == 4000  # each draw counts as a choice of its cell
+    # the empirical frequencies track the weights as they change with the choices: the rarely seen cell leads
+    frequencies = np.array([draws.count(x) for x in "abcd"]) / len(draws)
+    assert frequencies.argmax() == 0 and frequencies[3] == frequencies.min()
+
+
+def test_the_grid_is_made_coarser_when_the_archive_outgrows_its_limit(monkeypatch):
+    monkeypatch.setattr(start_states, "FRONTIER_MAX_CELLS", 10)
+    strategy, slots = frontier(n_cells=16), Slots(16)
+    strategy.begin(list(range(16)), 0.0, 0)
+    step(strategy, slots, np.arange(16.0), np.zeros(16), list(range(16)))
+    archive = strategy.archive
+    # 16 values in 16 cells are more than 10: the grid halves to 8 cells, each holding two values (the lower one
+    # kept: same return, same steps, first in order)
+    assert archive.n_cells == 8 and len(archive) == 8
+    assert archive.states == [0, 2, 4, 6, 8, 10, 12, 14] and archive.seen.tolist() == [2] * 8
+
+
+def test_observations_of_several_dimensions_index_one_cell_each():
+    strategy, slots = frontier(n_cells=3, n_dims=2), Slots(3)
+    strategy.begin([0, 1, 2], 0.0, 0)
+    step(strategy, slots, [[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]], [0, 0, 0], ["o", "x", "y"])
+    # index = x cell + 3 * y cell
+    assert strategy.archive.keys.tolist() == [0, 2, 6] and strategy.archive.states == ["o", "x", "y"]
+
+
+def test_an_archive_saved_before_this_format_is_replaced_with_a_warning():
+    with pytest.warns(UserWarning, match="older format"):
+        strategy = make_start_states("frontier", spaces.Box(0, 1, (1,)), archive=dict(visits=np.zeros(12), states={}))
+    assert isinstance(strategy, FrontierStates) and len(strategy.archive) == 0
