@@ -33,6 +33,7 @@ there, with a message naming the env, the reason and the ways out; nothing falls
 import copy
 import multiprocessing
 import sys
+from collections.abc import Iterator
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -50,7 +51,7 @@ _CLASSIC_CONTROL_ATTRS = ("state", "steps_beyond_terminated", "last_u")
 
 def _stateful_wrappers() -> dict[type, tuple[str, ...]]:
     """
-    The wrappers (between ``Monitor`` and the env) that carry state of their own from one step to the next, and the
+    The wrappers (above or below ``Monitor``) that carry state of their own from one step to the next, and the
     attributes holding it, which every snapshot copies. A wrapper with such state that is not listed fails the
     restore check (its state would not come back), so nothing is restored half.
     """
@@ -63,6 +64,8 @@ def _stateful_wrappers() -> dict[type, tuple[str, ...]]:
     if atari is not None:
         wrappers[atari.EpisodicLifeEnv] = ("lives", "was_real_done")
         wrappers[atari.StickyActionEnv] = ("_sticky_action",)
+        # the frames it max-pools: the older one is stale after an episode that ended within the skip
+        wrappers[atari.MaxAndSkipEnv] = ("_obs_buffer",)
     return wrappers
 
 
@@ -193,15 +196,27 @@ class RestorableEnv(gym.Wrapper):
             )
         return "copy"
 
-    def _wrapper_states(self) -> list[Any]:
+    def _wrapped_layers(self, outer: bool) -> Iterator[gym.Wrapper]:
         """
-        State of the wrappers between the inner env's top and the env with the base state: ``TimeLimit``'s elapsed
-        steps, ``OrderEnforcing``'s reset flag, and the attributes of the wrappers of ``_stateful_wrappers()``.
+        The wrappers whose state a snapshot copies by attribute: those above ``Monitor`` (``outer``: SB3's
+        ``make_atari_env`` puts its wrappers there) or those between its inner env's top and the env with the base
+        state.
+        """
+        if outer and self.monitor is None:  # no Monitor: every wrapper counts as below it
+            return
+        layer: gym.Env = self.env if outer else self.inner
+        while isinstance(layer, gym.Wrapper) and not (layer is self.monitor if outer else _has_protocol(layer)):
+            yield layer
+            layer = layer.env
+
+    def _wrapper_states(self, outer: bool = False) -> list[Any]:
+        """
+        State of the wrappers of :meth:`_wrapped_layers`: ``TimeLimit``'s elapsed steps, ``OrderEnforcing``'s reset
+        flag, and the attributes of the wrappers of ``_stateful_wrappers()``.
         """
         states: list[Any] = []
         stateful = _stateful_wrappers()
-        layer = self.inner
-        while isinstance(layer, gym.Wrapper) and not _has_protocol(layer):
+        for layer in self._wrapped_layers(outer):
             if isinstance(layer, TimeLimit):
                 states.append(layer._elapsed_steps)
             elif isinstance(layer, OrderEnforcing):
@@ -210,14 +225,12 @@ class RestorableEnv(gym.Wrapper):
                 states.append(
                     {name: copy.deepcopy(getattr(layer, name)) for name in stateful[type(layer)] if hasattr(layer, name)}
                 )
-            layer = layer.env
         return states
 
-    def _set_wrapper_states(self, states: list[Any]) -> None:
+    def _set_wrapper_states(self, states: list[Any], outer: bool = False) -> None:
         values = iter(states)
         stateful = _stateful_wrappers()
-        layer = self.inner
-        while isinstance(layer, gym.Wrapper) and not _has_protocol(layer):
+        for layer in self._wrapped_layers(outer):
             if isinstance(layer, TimeLimit):
                 layer._elapsed_steps = next(values)
             elif isinstance(layer, OrderEnforcing):
@@ -225,7 +238,6 @@ class RestorableEnv(gym.Wrapper):
             elif type(layer) in stateful:
                 for name, value in next(values).items():
                     setattr(layer, name, copy.deepcopy(value))
-            layer = layer.env
 
     def _get_inner_state(self) -> Any:
         if self.backend == "copy":
@@ -362,7 +374,12 @@ class RestorableEnv(gym.Wrapper):
             )
         if not hasattr(self, "_last_obs"):
             raise EnvStateError("RestorableEnv.get_state() called before reset()")
-        return dict(inner=self._get_inner_state(), monitor=self._monitor_state(), obs=copy.deepcopy(self._last_obs))
+        return dict(
+            inner=self._get_inner_state(),
+            outer=self._wrapper_states(outer=True),
+            monitor=self._monitor_state(),
+            obs=copy.deepcopy(self._last_obs),
+        )
 
     def set_state(self, state: dict[str, Any], fresh_time_limit: bool = False, rng_seed: int | None = None) -> Any:
         """
@@ -382,9 +399,10 @@ class RestorableEnv(gym.Wrapper):
             self._last_obs = obs
             return obs
         self._set_inner_state(state["inner"])
+        self._set_wrapper_states(state["outer"], outer=True)
         self._set_monitor_state(state["monitor"])
         if fresh_time_limit:
-            layer = self.inner
+            layer = self.env
             while isinstance(layer, gym.Wrapper):
                 if isinstance(layer, TimeLimit):
                     layer._elapsed_steps = 0  # type: ignore[assignment]  # gymnasium annotates it as None until reset
@@ -420,10 +438,11 @@ class RestorableEnv(gym.Wrapper):
 
     # -- construction-time check ----------------------------------------------------------------------------
 
-    def _rollout(self, actions: list[Any]) -> list[tuple[Any, float, bool]]:
+    def _rollout(self, actions: list[Any], outer: bool = False) -> list[tuple[Any, float, bool]]:
+        """Step ``actions`` through the inner env, or through the whole stack (``outer``: wrappers above Monitor)."""
         out = []
         for action in actions:
-            obs, reward, terminated, truncated, _ = self.inner.step(action)
+            obs, reward, terminated, truncated, _ = (self.env if outer else self.inner).step(action)
             out.append((obs, float(reward), bool(terminated or truncated)))
             if terminated or truncated:
                 break
@@ -451,14 +470,18 @@ class RestorableEnv(gym.Wrapper):
                         "the env's np_random, e.g. numpy's or Python's global generator)"
                     )
             else:
-                self.inner.reset(seed=12345)
-                self._rollout(actions[:2])  # check a state in the middle of an episode, not only a reset state
-                snapshot = self._get_inner_state()
+                # through the wrappers above Monitor too, where there are any (Monitor's bookkeeping restored with them)
+                outer = any(True for _ in self._wrapped_layers(outer=True))
+                (self.env if outer else self.inner).reset(seed=12345)
+                self._rollout(actions[:2], outer)  # check a state in the middle of an episode, not only a reset state
+                snapshot = self._get_inner_state(), self._wrapper_states(outer=True), self._monitor_state()
                 rng_state = self._rng_state()
-                first = self._rollout(actions)
-                self._set_inner_state(snapshot)
+                first = self._rollout(actions, outer)
+                self._set_inner_state(snapshot[0])
+                self._set_wrapper_states(snapshot[1], outer=True)
+                self._set_monitor_state(snapshot[2])
                 self._set_rng_state(rng_state)
-                second = self._rollout(actions)
+                second = self._rollout(actions, outer)
                 same = _same_rollouts(first, second)
                 reason = (
                     f"restoring a {self.backend} snapshot and replaying the same actions gave "

@@ -25,6 +25,9 @@ EXTRAS: dict[str, str] = {
     "mujoco": "mujoco",
     "Box2D": "box2d",
     "ray": "cluster",
+    "ale_py": "pixels",
+    "minatar": "pixels",
+    "cv2": "pixels",
 }
 
 

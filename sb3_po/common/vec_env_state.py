@@ -131,7 +131,9 @@ def check_restorable(env: VecEnv, mid_episode: bool = False) -> None:
         if not isinstance(layer, TRANSPARENT_VEC_WRAPPERS):
             raise EnvStateError(
                 f"Cannot restore states through {type(layer).__name__}: a VecEnv wrapper with its own state "
-                "would not be restored with the env. Use the equivalent gymnasium wrapper inside each env instead."
+                "would not be restored with the env. Use the equivalent gymnasium wrapper inside each env instead "
+                "(for VecFrameStack: gymnasium's FrameStackObservation; for Atari, "
+                "sb3_po.common.env_util.make_restorable_atari_env(env_id, n_envs, frame_stack=4))."
             )
         layer = layer.venv
     if mid_episode and not all(env.get_attr("can_restore_mid_episode")):
