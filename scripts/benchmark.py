@@ -67,8 +67,9 @@ ENVS: dict[str, dict[str, Any]] = {
     "SparseChain-v0": dict(budget=200_000, threshold=0.9, random=0.0, register="tests.envs:register_sparse_tasks"),
     "KeyDoor-v0": dict(budget=200_000, threshold=0.9, random=0.0, register="tests.envs:register_sparse_tasks"),
     "SparseAcrobot-v0": dict(budget=500_000, threshold=0.9, random=0.0, register="tests.envs:register_sparse_tasks"),
+    "DeepSea-v0": dict(budget=200_000, threshold=0.9, random=-0.0048, register="tests.envs:register_sparse_tasks"),
 }
-SPARSE_ENVS = ["SparseChain-v0", "KeyDoor-v0", "SparseAcrobot-v0"]
+SPARSE_ENVS = ["SparseChain-v0", "KeyDoor-v0", "SparseAcrobot-v0", "DeepSea-v0"]
 
 
 def register_env(env_id: str) -> None:

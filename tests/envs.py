@@ -12,6 +12,10 @@ gets there, which is what restarting from the frontier of visited states is for.
   actions reach it in about 1% of episodes (1.15% of 2,000; a 7 x 7 room was 13%, too easy).
 - ``SparseAcrobot-v0``: Acrobot-v1 with reward 0 each step and 1 for swinging the tip above the line (its goal); 500
   steps. Restored by the classic-control backend (the reward wrapper has no state).
+- ``DeepSea-v0``: bsuite's deep sea (Osband et al. 2019), 20 x 20: the agent descends one row a step and moves one
+  column left or right, which action is "right" drawn per cell once for all; reward 1 at the bottom-right corner,
+  -0.01 / 20 for each move right (the deceptive part: the cost is all a policy sees until it gets there).
+  Observations one-hot over the 400 cells. Uniformly random actions find the corner in about 2e-5 of episodes.
 
 Every task defines ``get_state`` / ``set_state`` (or is classic control) and passes ``RestorableEnv``'s restore check;
 :func:`register_sparse_tasks` registers them with gymnasium.
@@ -23,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-SPARSE_TASKS = ("SparseChain-v0", "KeyDoor-v0", "SparseAcrobot-v0")
+SPARSE_TASKS = ("SparseChain-v0", "KeyDoor-v0", "SparseAcrobot-v0", "DeepSea-v0")
 
 
 class SparseChain(gym.Env):
@@ -101,6 +105,45 @@ class KeyDoor(gym.Env):
         self.agent, self.has_key = tuple(state[0]), bool(state[1])  # type: ignore[assignment]
 
 
+class DeepSea(gym.Env):
+    """bsuite's deep sea, ``size`` x ``size`` (see the module's docstring)."""
+
+    def __init__(self, size: int = 20, mapping_seed: int = 42):
+        self.size = size
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(size * size,), dtype=np.float32)
+        self.action_space = spaces.Discrete(2)
+        # which action moves right, per cell: fixed for the task (bsuite's randomised action mapping)
+        self.right_action = np.random.default_rng(mapping_seed).integers(0, 2, size=(size, size))
+        self.row, self.column = 0, 0
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(self.size * self.size, dtype=np.float32)
+        if self.row < self.size:
+            obs[self.row * self.size + self.column] = 1.0
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self.row, self.column = 0, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        right = int(action) == self.right_action[self.row, self.column]
+        reward = -0.01 / self.size if right else 0.0
+        self.column = int(np.clip(self.column + (1 if right else -1), 0, self.size - 1))
+        self.row += 1
+        terminated = self.row == self.size
+        if terminated and self.column == self.size - 1:
+            reward += 1.0
+        return self._obs(), reward, terminated, False, {}
+
+    def get_state(self) -> tuple[int, int]:
+        return self.row, self.column
+
+    def set_state(self, state: tuple[int, int]) -> None:
+        self.row, self.column = int(state[0]), int(state[1])
+
+
 class SparseReward(gym.RewardWrapper):
     """Reward 1 on the step that reaches the goal (terminates), 0 on every other step."""
 
@@ -142,3 +185,4 @@ def register_sparse_tasks() -> None:
     gym.register("SparseChain-v0", entry_point=SparseChain, max_episode_steps=120)
     gym.register("KeyDoor-v0", entry_point=KeyDoor, max_episode_steps=200)
     gym.register("SparseAcrobot-v0", entry_point=make_sparse_acrobot, max_episode_steps=500)
+    gym.register("DeepSea-v0", entry_point=DeepSea, max_episode_steps=20)

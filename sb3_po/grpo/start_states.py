@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.preprocessing import is_image_space
 
 from sb3_po.common.checks import check_choice, check_int
 from sb3_po.common.vec_env_state import VecEnvStates
@@ -160,6 +161,17 @@ class FrontierArchive:
         return w / w.sum()
 
 
+def cell_multipliers(n_cells: int, n_dims: int) -> np.ndarray:
+    """
+    The cell of a row of per-dimension cell indices is their dot product with these: the index in the grid (powers of
+    ``n_cells``) while it fits in 63 bits, else a hash (fixed random odd multipliers, products wrapping modulo 2^64:
+    two cells share a key with a chance of about 2^-63), as for one-hot observations of many dimensions.
+    """
+    if n_dims * np.log2(max(n_cells, 2)) <= 62:
+        return n_cells ** np.arange(n_dims, dtype=np.int64)
+    return np.random.default_rng(0).integers(-(2**62), 2**62, size=n_dims, dtype=np.int64) * 2 + 1
+
+
 def better(score: np.ndarray, length: np.ndarray, than_score: np.ndarray, than_length: np.ndarray) -> np.ndarray:
     """Go-Explore's rule for the state a cell keeps: a higher score, or the same score reached in fewer steps."""
     return (score > than_score) | ((score == than_score) & (length < than_length))
@@ -200,7 +212,7 @@ class FrontierStates(StartStates):
         if self._grid is None:  # the grid changed (range or cells per dimension): cache its terms
             span = archive.high - archive.low
             scale = archive.n_cells / np.where(span > 0, span, np.inf)  # a dimension seen at one value: cell 0
-            self._grid = (scale, archive.n_cells ** np.arange(self.n_dims, dtype=np.int64))
+            self._grid = (scale, cell_multipliers(archive.n_cells, self.n_dims))
         scale, powers = self._grid
         index = np.clip(((observations - archive.low) * scale).astype(np.int64), 0, archive.n_cells - 1)
         return index @ powers
@@ -370,12 +382,12 @@ def make_start_states(
                 f"start_states='frontier' cuts a grid of cells over a Box observation space, got {space}. "
                 "Use start_states='visited', or wrap the env so that its observations are a Box."
             )
-        n_dims = int(np.prod(space.shape))
-        if n_dims * np.log2(max(frontier_cells, 2)) > 62:
+        if is_image_space(space, check_channels=False):
             raise ValueError(
-                f"start_states='frontier': {frontier_cells} cells per dimension over {n_dims} observation values make "
-                "too many cells to index (images: use start_states='visited'); lower frontier_cells"
+                f"start_states='frontier' cuts cells from each observation value; over images ({space}) every frame "
+                "would be a cell of its own. Use start_states='visited' (or branch_states) with image observations."
             )
+        n_dims = int(np.prod(space.shape))
         if archive is not None and not isinstance(archive, FrontierArchive):
             warnings.warn(
                 "GRPO: the saved frontier archive has an older format (a grid over the observation space's bounds); "

@@ -11,6 +11,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFram
 
 from sb3_po import GRPO
 from sb3_po.common.env_state import EnvStateError, RestorableEnv
+from sb3_po.common.env_util import make_restorable_atari_env
 from sb3_po.common.policies import ZeroBaseline
 from sb3_po.common.vec_env_state import VecEnvStates
 from sb3_po.grpo.advantages import group_advantages
@@ -456,8 +457,8 @@ def test_frontier_takes_unbounded_observations_and_refuses_what_it_cannot_grid()
     model.learn(200)  # CartPole's velocities are unbounded: the cells follow the range seen
     archive = model.start_state_strategy.archive
     assert np.all(np.isfinite(archive.low)) and np.all(archive.high >= archive.low) and len(archive) > 1
-    with pytest.raises(ValueError, match="too many cells to index"):
-        GRPO("MlpPolicy", grid_env(), start_states="frontier", frontier_cells=2**63 - 1)
+    with pytest.raises(ValueError, match="over images"):
+        GRPO("CnnPolicy", make_restorable_atari_env("BreakoutNoFrameskip-v4", n_envs=2), start_states="frontier")
 
 
 def test_dynamic_sampling_replaces_zero_spread_groups_and_counts_their_steps():

@@ -114,6 +114,17 @@ def test_observations_of_several_dimensions_index_one_cell_each():
     assert strategy.archive.keys.tolist() == [0, 2, 6] and strategy.archive.states == ["o", "x", "y"]
 
 
+def test_many_dimensions_hash_their_cells():
+    # 80 one-hot dimensions x 12 cells do not fit an index in 63 bits: the cells are hashed, distinct ones kept apart
+    strategy, slots = frontier(n_cells=12, n_dims=80), Slots(80)
+    strategy.begin(list(range(80)), 0.0, 0)
+    one_hot = np.eye(80)
+    step(strategy, slots, one_hot, np.zeros(80), list(range(80)))
+    step(strategy, slots, one_hot[::-1], np.zeros(80), list(range(80, 160)))  # the same cells again
+    archive = strategy.archive
+    assert len(archive) == 80 and sorted(archive.states) == list(range(80)) and archive.seen.tolist() == [2] * 80
+
+
 def test_an_archive_saved_before_this_format_is_replaced_with_a_warning():
     with pytest.warns(UserWarning, match="older format"):
         strategy = make_start_states("frontier", spaces.Box(0, 1, (1,)), archive=dict(visits=np.zeros(12), states={}))
