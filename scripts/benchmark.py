@@ -295,8 +295,13 @@ def run_one(algo: str, env_id: str, seed: int, budget: int, eval_freq: int, n_ev
     )
 
 
+def file_stem(env_id: str) -> str:
+    """``env_id`` as one file or folder name (``"MinAtar/Breakout-v1"`` -> ``"MinAtar-Breakout-v1"``)."""
+    return env_id.replace("/", "-")
+
+
 def result_path(results_dir: Path, algo: str, env_id: str, budget: int, seed: int) -> Path:
-    return results_dir / algo / env_id / str(budget) / f"seed{seed}.json"
+    return results_dir / algo / file_stem(env_id) / str(budget) / f"seed{seed}.json"
 
 
 # The README's two aggregates. "mujoco": the continuous-control envs measured at 1M steps beside InvertedPendulum

@@ -179,7 +179,8 @@ def main() -> None:
         plot(from_zoo(args.zoo), str(args.zoo), "evaluation return", args.out)
     else:
         for env_id, runs in sorted(from_benchmark(args.benchmark, args.algos).items()):
-            plot_benchmark(runs, env_id, args.out_dir / f"{args.prefix}{env_id}.png")
+            # the env id as a file name, as scripts/benchmark.py's file_stem makes it (MinAtar/Breakout-v1)
+            plot_benchmark(runs, env_id, args.out_dir / f"{args.prefix}{env_id.replace('/', '-')}.png")
 
 
 if __name__ == "__main__":

@@ -167,8 +167,8 @@ def curves(results_dir: Path, plot_dir: Path | None) -> str:
     envs = sorted(plot_curves.from_benchmark(results_dir).items())
     if plot_dir is not None:
         for env_id, runs in envs:
-            plot_curves.plot_benchmark(runs, env_id, plot_dir / f"{env_id}.png")
-    return "\n\n".join(f"### {env_id}\n\n![{env_id}](../{env_id}.png)" for env_id, _ in envs)
+            plot_curves.plot_benchmark(runs, env_id, plot_dir / f"{benchmark.file_stem(env_id)}.png")
+    return "\n\n".join(f"### {env_id}\n\n![{env_id}](../{benchmark.file_stem(env_id)}.png)" for env_id, _ in envs)
 
 
 def estimator_plots(results_dir: Path, plot_dir: Path) -> None:
@@ -182,7 +182,7 @@ def estimator_plots(results_dir: Path, plot_dir: Path) -> None:
             for label in [label for label in part if not label.endswith(budget)]:
                 del part[label]
         title = f"{env_id}: PPO with each advantage estimator"
-        plot_curves.plot_benchmark(runs, title, plot_dir / f"estimators-{env_id}.png")
+        plot_curves.plot_benchmark(runs, title, plot_dir / f"estimators-{benchmark.file_stem(env_id)}.png")
 
 
 def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
