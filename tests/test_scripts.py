@@ -362,3 +362,13 @@ def test_grpo_diagnose_measures_a_group_by_hand():
     np.testing.assert_allclose(out["g_spread"], [0.5, 0.0, 0.0])  # rewards-to-go (1, 0 | 0, 0, 0)
     # the advantages (+-0.5 at step 0, 0 after) are exactly what the next step earned relative to the group
     np.testing.assert_allclose(out["local_share"], 1.0)
+
+
+def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
+    atari = load_script("grpo_atari")
+    out = tmp_path / "breakout.json"
+    atari.main(["--steps", "600", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["steps"] >= 600 and result["rollouts"] and len(result["final_eval_games"]) == 10
+    assert all(row["same_start_frames"] and row["groups"] == 4 for row in result["rollouts"])
+    assert "train/zero_spread_groups" in result["rollouts"][0] and result["versions"]["commit"]
