@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Budget (env steps, shared by every algorithm) and the score that counts as solved.
 # ``random``: the score of uniformly random actions (measured: 100 episodes, seeds 0-99), the zero of the
 # normalised score that aggregates envs: (score - random) / (threshold - random).
+MINATAR = "sb3_po.common.env_state:register_minatar"
 ENVS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(budget=200_000, threshold=475.0, random=23.7),
     "Acrobot-v1": dict(budget=200_000, threshold=-100.0, random=-497.1),
@@ -68,8 +69,16 @@ ENVS: dict[str, dict[str, Any]] = {
     "KeyDoor-v0": dict(budget=200_000, threshold=0.9, random=0.0, register="tests.envs:register_sparse_tasks"),
     "SparseAcrobot-v0": dict(budget=500_000, threshold=0.9, random=0.0, register="tests.envs:register_sparse_tasks"),
     "DeepSea-v0": dict(budget=200_000, threshold=0.9, random=-0.0048, register="tests.envs:register_sparse_tasks"),
+    # MinAtar (the pixels extra; issue 32): 10 x 10 images, the MinAtar paper's network (MinAtarCNN) for PPO and GRPO
+    # alike, 2M env steps. The "solved" line is the MinAtar paper's actor-critic, AC(lambda = 0.8), at 5M frames, read
+    # off the learning curves of its README (30 runs, full action set): a line to compare with, not a solve.
+    "MinAtar/Breakout-v1": dict(budget=2_000_000, threshold=17.4, random=0.39, eval_freq=100_000, register=MINATAR),
+    "MinAtar/Asterix-v1": dict(budget=2_000_000, threshold=18.7, random=0.52, eval_freq=100_000, register=MINATAR),
+    "MinAtar/SpaceInvaders-v1": dict(budget=2_000_000, threshold=183.0, random=3.89, eval_freq=100_000, register=MINATAR),
+    "MinAtar/Freeway-v1": dict(budget=2_000_000, threshold=47.5, random=0.31, eval_freq=100_000, register=MINATAR),
 }
 SPARSE_ENVS = ["SparseChain-v0", "KeyDoor-v0", "SparseAcrobot-v0", "DeepSea-v0"]
+MINATAR_ENVS = ["MinAtar/Breakout-v1", "MinAtar/Asterix-v1", "MinAtar/SpaceInvaders-v1", "MinAtar/Freeway-v1"]
 
 
 def register_env(env_id: str) -> None:
@@ -77,7 +86,7 @@ def register_env(env_id: str) -> None:
     hook = ENVS.get(env_id, {}).get("register")
     if hook is not None:
         module, _, function = hook.partition(":")
-        if str(ROOT) not in sys.path:  # the hooks live in the repository (tests/envs.py), not in the package
+        if str(ROOT) not in sys.path:  # some hooks live in the repository (tests/envs.py), not in the package
             sys.path.insert(0, str(ROOT))
         getattr(importlib.import_module(module), function)()
 
@@ -222,7 +231,7 @@ class PeriodicEval(BaseCallback):
 
 
 # The distributions whose versions every result records (issue 31): what produced the numbers, beside the commit
-VERSIONED = ("torch", "numpy", "gymnasium", "mujoco", "box2d", "stable-baselines3", "sb3-contrib", "rl_zoo3", "sb3-po")
+VERSIONED = ("torch", "numpy", "gymnasium", "mujoco", "box2d", "ale-py", "minatar", "stable-baselines3", "sb3-contrib", "rl_zoo3", "sb3-po")
 
 
 def run_versions() -> dict[str, str | None]:
@@ -316,7 +325,7 @@ REFERENCE_ALGO = "ppo"
 # PPO's two references (issue 31): the RL Zoo's tuned entry (``ppo``) and SB3's defaults with VecNormalize, no per-env
 # tuning (``ppo@defaults_vecnorm``, scripts/variants.yml). Both are reported as cells; the aggregates normalise each env
 # by the stronger of the two there (higher mean final score), and the ablation targets are set by it.
-REFERENCE_CELLS: dict[str, tuple[str, ...]] = {"ppo": ("ppo", "ppo@defaults_vecnorm")}
+REFERENCE_CELLS: dict[str, tuple[str, ...]] = {"ppo": ("ppo", "ppo@defaults_vecnorm", "ppo@minatar")}
 
 
 def reference_cells(reference: str) -> tuple[str, ...]:

@@ -252,6 +252,7 @@ def test_every_shipped_zoo_entry_builds():
     for path in files:
         algo = path.stem.removesuffix("_estimators")
         for env_id, entry in yaml.safe_load(path.read_text()).items():
+            benchmark.register_env(env_id)  # MinAtar's games (the benchmark's registration hook)
             model = benchmark.build_model(algo, env_id, seed=0, hyperparams=entry)
             assert model.n_envs == entry.get("n_envs", 1)
             if "rollout_buffer_class" in entry:
