@@ -533,6 +533,44 @@ def load_published(path: Path = PUBLISHED_FILE) -> dict[str, list[PublishedScore
     }  # fmt: skip
 
 
+# How a published statistic differs from ours (the final evaluation of the deterministic policy, 20 episodes, mean
+# over seeds), found by the words its entry uses (published.yml's header says how each source's statistic reads)
+STATISTIC_KINDS = (
+    ("max over training", "the best point of the learning curve, not the last"),
+    ("last-100", "the last 100 training episodes of the stochastic policy, not an evaluation"),
+    ("last 100", "the last 100 training episodes of the stochastic policy, not an evaluation"),
+    ("training-batch", "training episodes of the stochastic policy, smoothed, not an evaluation"),
+    ("one trained agent", "one trained agent's evaluation (std over its episodes, not over seeds)"),
+    ("stochastic", "the stochastic policy"),
+    ("read", "read off a figure"),
+    ("approx", "read off a figure"),
+)
+
+
+def what_differs(p: PublishedScore, budget: int) -> str:
+    """
+    What differs between a published score and our cell at ``budget`` env steps, from the entry's recorded facts: the
+    env version, the budget, the statistic, the number of runs, and the source's settings (where recorded).
+    """
+    differs = []
+    if p.source_env != p.env:
+        differs.append(f"env {p.source_env} (ours {p.env})")
+    if p.budget is None:
+        differs.append("budget not stated")
+    elif int(p.budget) != budget:
+        differs.append(f"budget {int(p.budget):,} (ours {budget:,})")
+    statistic = p.statistic.lower()
+    kinds = dict.fromkeys(text for key, text in STATISTIC_KINDS if key in statistic)  # each once, in order
+    if "the stochastic policy" in kinds and any("stochastic policy," in k or "stochastic policy " in k for k in kinds):
+        del kinds["the stochastic policy"]
+    differs.extend(kinds)
+    if p.runs == 1 and "one trained agent's evaluation (std over its episodes, not over seeds)" not in kinds:
+        differs.append("one run")
+    if p.settings:
+        differs.append(f"settings: {p.settings}")
+    return "; ".join(differs) or "nothing recorded"
+
+
 def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
     """
     Every published score beside our cells of the same env and algorithm at the env's budget (PPO: both reference
@@ -544,12 +582,12 @@ def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
         ours.setdefault((r["env"], r["algo"]), []).append(r["final_eval_mean"])
     lines = [
         "| env | algo | published | its env | its budget | its runs | statistic | source | ours (mean +- std, seeds) "
-        "| published - ours | beyond our std |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| published - ours | beyond our std | what differs from ours |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env_id, scores in load_published(path).items():
         if not scores:
-            lines.append(f"| {env_id} | | none found | | | | | | | | |")
+            lines.append(f"| {env_id} | | none found | | | | | | | | | |")
         for p in scores:
             cells = [c for c in reference_cells(p.algo) if (env_id, c) in ours]
             mine = [np.array(ours[(env_id, c)]) for c in cells]
@@ -562,7 +600,8 @@ def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
             beyond = "; ".join(f"{c}: {'yes' if abs(p.score - m.mean()) > m.std() else 'no'}" for c, m in pairs)
             lines.append(
                 f"| {env_id} | {p.algo} | {number} | {p.source_env} | {budget} | {p.runs or '?'} | {p.statistic} | {source} "
-                f"| {ours_cell or 'not measured'} | {gap or '-'} | {beyond or '-'} |"
+                f"| {ours_cell or 'not measured'} | {gap or '-'} | {beyond or '-'} "
+                f"| {what_differs(p, ENVS[env_id]['budget']) if env_id in ENVS else '-'} |"
             )
     return "\n".join(lines)
 

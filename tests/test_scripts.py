@@ -344,10 +344,29 @@ def test_published_scores_beside_ours(tmp_path):
     assert rows[0] == (
         "| Hopper-v5 | ppo | 2410.4 +- 10.0 | Hopper-v3 | 1,000,000 | 1 | one agent | [RL Zoo](https://example.org/zoo) "
         "| ppo: 800.0 +- 100.0 (2); ppo@defaults_vecnorm: 2000.0 +- 0.0 (1) | ppo: +1610.4; ppo@defaults_vecnorm: +410.4 "
-        "| ppo: yes; ppo@defaults_vecnorm: yes |"
+        "| ppo: yes; ppo@defaults_vecnorm: yes | env Hopper-v3 (ours Hopper-v5); one run; settings: tuned |"
     )
-    assert rows[1] == "| Hopper-v5 | trpo | 3372.0 | Hopper-v3 | ? | 3 |  | sb3-contrib | not measured | - | - |"
-    assert rows[2] == "| CartPole-v1 | | none found | | | | | | | | |"
+    assert rows[1] == (
+        "| Hopper-v5 | trpo | 3372.0 | Hopper-v3 | ? | 3 |  | sb3-contrib | not measured | - | - "
+        "| env Hopper-v3 (ours Hopper-v5); budget not stated |"
+    )
+    assert rows[2] == "| CartPole-v1 | | none found | | | | | | | | | |"
+
+
+def test_what_differs_reads_the_entrys_facts():
+    benchmark = load_script("benchmark")
+    score = benchmark.PublishedScore(
+        "HalfCheetah-v5", "ppo", 1442.6, 46.0, "HalfCheetah-v4", 1_000_000, 3,
+        "mean over 3 seeds of each run's last-100 training episodic returns (stochastic policy)", "CleanRL", "",
+        "CleanRL defaults",
+    )  # fmt: skip
+    assert benchmark.what_differs(score, 1_000_000) == (
+        "env HalfCheetah-v4 (ours HalfCheetah-v5); the last 100 training episodes of the stochastic policy, not an "
+        "evaluation; settings: CleanRL defaults"
+    )
+    same = score._replace(source_env="HalfCheetah-v5", statistic="final evaluation", settings="", budget=500_000, runs=1)
+    assert benchmark.what_differs(same, 1_000_000) == "budget 500,000 (ours 1,000,000); one run"
+    assert benchmark.what_differs(same._replace(budget=1_000_000, runs=5), 1_000_000) == "nothing recorded"
 
 
 def test_grpo_diagnose_measures_a_group_by_hand():
