@@ -231,7 +231,19 @@ class PeriodicEval(BaseCallback):
 
 
 # The distributions whose versions every result records (issue 31): what produced the numbers, beside the commit
-VERSIONED = ("torch", "numpy", "gymnasium", "mujoco", "box2d", "ale-py", "minatar", "stable-baselines3", "sb3-contrib", "rl_zoo3", "sb3-po")
+VERSIONED = (
+    "torch",
+    "numpy",
+    "gymnasium",
+    "mujoco",
+    "box2d",
+    "ale-py",
+    "minatar",
+    "stable-baselines3",
+    "sb3-contrib",
+    "rl_zoo3",
+    "sb3-po",
+)
 
 
 def run_versions() -> dict[str, str | None]:
