@@ -445,6 +445,21 @@ def test_frontier_start_with_or_without_a_fresh_time_budget(fresh):
     assert elapsed == (0 if fresh else saved)
 
 
+def test_frontier_archive_is_saved_with_the_model(tmp_path):
+    model = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=2, start_states="frontier", seed=0, device="cpu")
+    model.learn(100)
+    archive = model.start_state_strategy.archive
+    model.save(tmp_path / "model")
+    loaded = GRPO.load(tmp_path / "model", env=grid_env(), device="cpu")
+    again = loaded.start_state_strategy.archive
+    assert len(again) == len(archive) > 1 and again.n_cells == archive.n_cells
+    np.testing.assert_array_equal(again.keys, archive.keys)
+    np.testing.assert_array_equal(again.seen, archive.seen)
+    assert [s["obs"][0] for s in again.states] == [s["obs"][0] for s in archive.states]
+    loaded.learn(100)  # and goes on from it
+    assert again.seen.sum() > archive.seen.sum()
+
+
 def test_frontier_gives_a_fresh_time_budget_by_default():
     frontier = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="frontier", device="cpu")
     visited = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="visited", device="cpu")
