@@ -42,6 +42,7 @@ from gymnasium.wrappers import FrameStackObservation, OrderEnforcing, TimeLimit
 from stable_baselines3.common.monitor import Monitor
 
 from sb3_po.common.checks import check_choice
+from sb3_po.common.optional import require
 
 MODES = ("auto", "state", "copy", "seed")
 
@@ -110,12 +111,9 @@ def register_minatar() -> None:
     Register MinAtar's games with gymnasium (``MinAtar/Breakout-v1``, ``-v0`` with the full action set; also Asterix,
     Freeway, Seaquest, SpaceInvaders): the ``minatar`` package defines them but registers them only when asked.
     """
-    try:
-        import minatar.gym
-    except ImportError as error:
-        raise ImportError("MinAtar is not installed: pip install 'sb3-po[pixels]'") from error
+    minatar_gym = require("minatar.gym", feature="MinAtar's games", extra="pixels")
     if "MinAtar/Breakout-v1" not in gym.registry:
-        minatar.gym.register_envs()
+        minatar_gym.register_envs()
 
 
 def _is_classic_control(env: gym.Env) -> bool:

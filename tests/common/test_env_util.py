@@ -82,3 +82,12 @@ def test_without_the_pixels_extra_the_error_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ale_py", None)  # an import of ale_py now fails as if it were not installed
     with pytest.raises(MissingExtraError, match=r"pip install 'sb3-po\[pixels\]'"):
         make_restorable_atari_env("BreakoutNoFrameskip-v4")
+
+
+def test_register_minatar_without_the_pixels_extra_names_it(monkeypatch):
+    from sb3_po.common.env_state import register_minatar
+
+    monkeypatch.setitem(sys.modules, "minatar", None)
+    monkeypatch.setitem(sys.modules, "minatar.gym", None)
+    with pytest.raises(MissingExtraError, match=r"MinAtar's games needs minatar.*pip install 'sb3-po\[pixels\]'"):
+        register_minatar()
