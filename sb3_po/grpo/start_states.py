@@ -110,9 +110,10 @@ class VisitedStates(StartStates):
             self.pool.append(states.get_state(int(slot)))
 
 
-# Go-Explore's count weights (Ecoffet et al. 2019, arXiv 1901.10995, section 3.2): a cell's selection weight is
-# 0.1 / sqrt(1 + times chosen) + 0.3 / sqrt(1 + times seen), so that rarely seen cells, and among them the rarely
-# chosen, are preferred
+# Go-Explore's count weights (Ecoffet et al. 2019, arXiv 1901.10995, its appendix on cell selection: weight 0.1 on
+# times chosen, 0 on times chosen since the cell led to a new one, 0.3 on times seen, each over the square root of
+# the count), with 1 + count in place of their count + 0.001: a cell's selection weight is
+# 0.1 / sqrt(1 + times chosen) + 0.3 / sqrt(1 + times seen), rarely seen cells, and among them the rarely chosen, first
 CHOSEN_WEIGHT, SEEN_WEIGHT = 0.1, 0.3
 # The archive's size limit: past it the grid is made coarser (half the cells per dimension), merging cells, as
 # Go-Explore's dynamic downscaling keeps its number of cells in bounds
