@@ -200,6 +200,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "threads.md": threads_table(results_dir / "threads.json"),
         GENERATED / "throughput.md": throughput_table(results_dir / "throughput.json"),
         GENERATED / "remeasured.md": remeasured_table(results_dir),
+        GENERATED / "frontier.md": frontier_table(results_dir),
         GENERATED / "diagnostics.md": diagnostics_tables(results_dir),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
@@ -263,6 +264,43 @@ def remeasured_table(results_dir: Path) -> str:
             f"| {algo} | {env_id} | {int(budget):,} | {scores(before)} | {scores(same)} | {scores(now)} "
             f"| issue {fix.removeprefix('before')} |"
         )
+    return "\n".join(lines)
+
+
+FRONTIER_CELL = "grpo@frontier_default"
+FRONTIER_BEFORE, FRONTIER_NOW = "before issue 32", "now"  # the ablations page says what each archive is
+# what the frontier before issue 32 did where no run of it is stored
+FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values are more than its grid's 10^7 cells"}
+
+
+def frontier_table(results_dir: Path) -> str:
+    """
+    GRPO's frontier with nothing else set (``grpo@frontier_default``: ``start_states="frontier"``, a fresh time budget,
+    GRPO's defaults) on the sparse tasks and MountainCar-v0, before issue 32's archive (``before32/``) and now: per
+    env, the seeds whose deterministic evaluation reached the env's solve line at some checkpoint, when, and the final
+    scores.
+    """
+    lines = [
+        "| env | budget | frontier | solved at some evaluation | env steps to solve, per seed | final, per seed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for env_id in [*benchmark.SPARSE_ENVS, "MountainCar-v0"]:
+        budget = benchmark.ENVS[env_id]["budget"]
+        stem = benchmark.file_stem(env_id)
+        for label, folder in (
+            (FRONTIER_BEFORE, results_dir / FRONTIER_CELL / "before32" / stem / str(budget)),
+            (FRONTIER_NOW, results_dir / FRONTIER_CELL / stem / str(budget)),
+        ):
+            runs = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+            if not runs:
+                what = FRONTIER_REFUSED.get(env_id, "not run yet") if label == FRONTIER_BEFORE else "not run yet"
+                lines.append(f"| {env_id} | {budget:,} | {label} | {what} | | |")
+                continue
+            steps = [r["steps_to_threshold"] for r in runs]
+            solved = sum(step is not None for step in steps)
+            to_solve = ", ".join("never" if step is None else f"{step // 1000}k" for step in steps)
+            finals = ", ".join(f"{r['final_eval_mean']:.2f}".rstrip("0").rstrip(".") for r in runs)
+            lines.append(f"| {env_id} | {budget:,} | {label} | {solved} of {len(runs)} | {to_solve} | {finals} |")
     return "\n".join(lines)
 
 

@@ -392,3 +392,20 @@ def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
     assert result["steps"] >= 600 and result["rollouts"] and len(result["final_eval_games"]) == 10
     assert all(row["same_start_frames"] and row["groups"] == 4 for row in result["rollouts"])
     assert "train/zero_spread_groups" in result["rollouts"][0] and result["versions"]["commit"]
+
+
+def test_frontier_table_counts_seeds_that_reached_the_line_before_and_now(tmp_path):
+    pages = load_script("results_pages")
+    benchmark = pages.benchmark
+    cell = pages.FRONTIER_CELL
+    # the runs from before the change: <cell>/before32/<env>/<budget>/
+    write_result(benchmark, tmp_path / cell, "before32", "MountainCar-v0", 0, -130.0, steps_to_threshold=None)
+    write_result(benchmark, tmp_path / cell, "before32", "MountainCar-v0", 1, -120.5, steps_to_threshold=460_000)
+    for seed in range(3):
+        write_result(benchmark, tmp_path, cell, "KeyDoor-v0", seed, 1.0, steps_to_threshold=50_000 * (seed + 1))
+    rows = {tuple(c.strip() for c in row.split("|")[1:4]): row for row in pages.frontier_table(tmp_path).splitlines()[2:]}
+    assert rows[("MountainCar-v0", "500,000", "before issue 32")].endswith("| 1 of 2 | never, 460k | -130, -120.5 |")
+    assert rows[("MountainCar-v0", "500,000", "now")].endswith("| not run yet | | |")
+    assert rows[("KeyDoor-v0", "200,000", "now")].endswith("| 3 of 3 | 50k, 100k, 150k | 1, 1, 1 |")
+    assert "refused" in rows[("DeepSea-v0", "200,000", "before issue 32")]
+    assert rows[("SparseChain-v0", "200,000", "now")].endswith("| not run yet | | |")
