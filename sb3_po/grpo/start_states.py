@@ -112,9 +112,10 @@ class VisitedStates(StartStates):
 
 # Go-Explore's count weights (Ecoffet et al. 2019, arXiv 1901.10995, its appendix on cell selection: weight 0.1 on
 # times chosen, 0 on times chosen since the cell led to a new one, 0.3 on times seen, each over the square root of
-# the count), with 1 + count in place of their count + 0.001: a cell's selection weight is
-# 0.1 / sqrt(1 + times chosen) + 0.3 / sqrt(1 + times seen), rarely seen cells, and among them the rarely chosen, first
-CHOSEN_WEIGHT, SEEN_WEIGHT = 0.1, 0.3
+# the count plus 0.001, plus 0.00001): a cell's selection weight is
+# 0.1 / sqrt(times chosen + 0.001) + 0.3 / sqrt(times seen + 0.001) + 0.00001. A cell never chosen weighs about 3.2,
+# one chosen once at most 0.4: every new cell is tried soon, then the rarely seen and rarely chosen are preferred
+CHOSEN_WEIGHT, SEEN_WEIGHT, COUNT_EPSILON, WEIGHT_EPSILON = 0.1, 0.3, 0.001, 0.00001
 # The archive's size limit: past it the grid is made coarser (half the cells per dimension), merging cells, as
 # Go-Explore's dynamic downscaling keeps its number of cells in bounds
 FRONTIER_MAX_CELLS = 10_000
@@ -158,7 +159,8 @@ class FrontierArchive:
 
     def weights(self) -> np.ndarray:
         """Each entry's selection probability (Go-Explore's count weights, normalised)."""
-        w = CHOSEN_WEIGHT / np.sqrt(1.0 + self.chosen) + SEEN_WEIGHT / np.sqrt(1.0 + self.seen)
+        w = CHOSEN_WEIGHT / np.sqrt(self.chosen + COUNT_EPSILON) + SEEN_WEIGHT / np.sqrt(self.seen + COUNT_EPSILON)
+        w = w + WEIGHT_EPSILON
         return w / w.sum()
 
 

@@ -5,8 +5,9 @@ rebuild into components (start-state strategies, branching, the collector's roll
 composition) keeps them bit for bit. The file was written by the code of commit 0d9893a (the fixes, before the
 rebuild): ``python tests/grpo/pinned_runs_29.py`` regenerates it; only do that for an intended change.
 
-Re-pinned once since, for an intended change: ``frontier_fresh`` by issue 32's frontier (cells over the observed range,
-the best state per cell, Go-Explore's count weights); the other five configurations came out bit for bit the same.
+Re-pinned since, for intended changes: ``frontier_fresh`` by issue 32's frontier (cells over the observed range, the
+best state per cell; then Go-Explore's count weights as published); each time the other five configurations came out
+bit for bit the same.
 """
 
 from pathlib import Path

@@ -6,7 +6,7 @@ import pytest
 from gymnasium import spaces
 
 from sb3_po.grpo import start_states
-from sb3_po.grpo.start_states import CHOSEN_WEIGHT, SEEN_WEIGHT, FrontierStates, make_start_states
+from sb3_po.grpo.start_states import FrontierStates, make_start_states
 
 
 class Slots:
@@ -81,10 +81,14 @@ def test_draws_follow_go_explores_count_weights():
     strategy.begin([0, 1, 2, 3], 0.0, 0)
     step(strategy, slots, [0.0, 1.0, 2.0, 3.0], [0, 0, 0, 0], list("abcd"))
     archive = strategy.archive
-    archive.seen[:] = [0, 3, 8, 99]
+    archive.seen[:] = [1, 3, 8, 99]
     archive.chosen[:] = [15, 0, 3, 0]
-    expected = CHOSEN_WEIGHT / np.sqrt(1 + archive.chosen) + SEEN_WEIGHT / np.sqrt(1 + archive.seen)
+    # Go-Explore's numbers, written out: 0.1 / sqrt(chosen + 0.001) + 0.3 / sqrt(seen + 0.001) + 0.00001
+    expected = 0.1 / np.sqrt(archive.chosen + 0.001) + 0.3 / np.sqrt(archive.seen + 0.001) + 0.00001
     np.testing.assert_allclose(archive.weights(), expected / expected.sum())
+    # a cell never chosen outweighs every cell chosen before, however rarely seen (cells 1 and 3 against 0 and 2)
+    weights = archive.weights()
+    assert min(weights[1], weights[3]) > 5 * max(weights[0], weights[2])
     chosen_before = archive.chosen.copy()
     np.random.seed(0)
     draws = [strategy.draw().state for _ in range(4000)]
