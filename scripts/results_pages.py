@@ -268,7 +268,9 @@ def remeasured_table(results_dir: Path) -> str:
 
 
 FRONTIER_CELL = "grpo@frontier_default"
-FRONTIER_BEFORE, FRONTIER_NOW = "before issue 32", "now"  # the ablations page says what each archive is
+# the archives compared, each with its runs' folder under the cell (the ablations page says what each archive is)
+FRONTIER_BEFORE, FRONTIER_NOW = "before issue 32", "now"
+FRONTIER_ARCHIVES = ((FRONTIER_BEFORE, "before32"), ("weights with 1 + count", "weights1_32"), (FRONTIER_NOW, ""))
 # what the frontier before issue 32 did where no run of it is stored
 FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values are more than its grid's 10^7 cells"}
 
@@ -287,10 +289,8 @@ def frontier_table(results_dir: Path) -> str:
     for env_id in [*benchmark.SPARSE_ENVS, "MountainCar-v0"]:
         budget = benchmark.ENVS[env_id]["budget"]
         stem = benchmark.file_stem(env_id)
-        for label, folder in (
-            (FRONTIER_BEFORE, results_dir / FRONTIER_CELL / "before32" / stem / str(budget)),
-            (FRONTIER_NOW, results_dir / FRONTIER_CELL / stem / str(budget)),
-        ):
+        for label, sub in FRONTIER_ARCHIVES:
+            folder = results_dir / FRONTIER_CELL / sub / stem / str(budget)
             runs = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
             if not runs:
                 what = FRONTIER_REFUSED.get(env_id, "not run yet") if label == FRONTIER_BEFORE else "not run yet"
