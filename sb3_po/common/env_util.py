@@ -62,10 +62,11 @@ def make_restorable_atari_env(
     filled with its first frame rather than zeros). ``Monitor`` sits below the Atari wrappers, so the episode returns
     it reports are whole games with the unclipped score, as with SB3's ``make_atari_env``.
 
+    The other parameters are ``make_atari_env``'s.
+
     :param env_id: An ALE env id (``"BreakoutNoFrameskip-v4"``: frame skipping is the wrapper's) or a callable
     :param frame_stack: Frames per observation (1: no stacking)
     :param state_mode: ``RestorableEnv``'s ``state_mode``
-    The other parameters are ``make_atari_env``'s.
     """
     ale_py = require("ale_py", feature="Atari envs", extra="pixels")
     gym.register_envs(ale_py)
