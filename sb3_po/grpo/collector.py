@@ -157,11 +157,14 @@ class Group:
     branch: bool = False
     score: float = 0.0  # the return from a reset to the start state (where the start-state strategy knows it)
     length: int = 0  # the env steps from that reset
+    explore_steps: int = 0  # random actions from the drawn state before the members start (then 0)
 
     @classmethod
     def drawn(cls, start: Start | None, size: int) -> "Group":
         """A group of ``size`` members from a drawn start state (None: a new reset state)."""
-        return cls(None, size) if start is None else cls(start.state, size, score=start.score, length=start.length)
+        if start is None:
+            return cls(None, size)
+        return cls(start.state, size, score=start.score, length=start.length, explore_steps=start.explore_steps)
 
     @property
     def full(self) -> bool:
@@ -174,11 +177,13 @@ class Rollout:
     What a rollout did (:meth:`GroupRolloutCollector.collect`), for GRPO to log and to size the next rollout.
 
     :param completed: False when a callback stopped training during the rollout
-    :param env_steps: Env steps taken (every slot's, idle and discarded groups' included)
+    :param env_steps: Env steps taken (every slot's, idle and discarded groups' and the frontier's explore steps
+        included)
     :param idle_steps: Env steps of slots without a member
     :param discarded_groups: Groups replaced by dynamic sampling
     :param n_groups: Groups of whole episodes asked for
     :param last_obs: The VecEnv's observations after the rollout's last step
+    :param explore_steps: Env steps of the frontier's random explore steps (``frontier_explore_steps``)
     """
 
     completed: bool
@@ -187,6 +192,7 @@ class Rollout:
     discarded_groups: int
     n_groups: int
     last_obs: Any
+    explore_steps: int = 0
 
 
 class _Run:
@@ -206,7 +212,7 @@ class _Run:
         self.slot_group = np.full(env.num_envs, -1)  # the group of the member running in each slot; -1: idle
         self.slot_start = np.zeros(env.num_envs, dtype=int)  # the buffer row where that member's episode began
         self.is_branch = np.zeros(env.num_envs, dtype=bool)  # whether the member in each slot is a branch
-        self.n_branch_groups, self.trunk_steps, self.idle_steps = 0, 0, 0
+        self.n_branch_groups, self.trunk_steps, self.idle_steps, self.explore_steps = 0, 0, 0, 0
         branching = collector.branching
         if branching is not None:
             # the probability that a step of a whole episode is branched from: n_states per rollout on average
@@ -221,6 +227,8 @@ class _Run:
         for g in dict.fromkeys(taken):  # each group once, in queue order
             group = self.groups[g]
             slots = [int(s) for s, t in zip(free, taken, strict=False) if t == g]
+            if group.explore_steps:
+                self.explore(slots[0], group)
             self.collector.start_states.begin(slots, group.score, group.length)
             if group.start is None:
                 group.start, obs = self.states.new_start(slots[0])
@@ -240,6 +248,33 @@ class _Run:
             for _ in range(n_taken):
                 self.model.policy.reset_noise(self.env.num_envs)
         return n_taken
+
+    def explore(self, slot: int, group: Group) -> None:
+        """
+        Go-Explore's explore step: from the group's drawn state, ``group.explore_steps`` uniformly random actions in
+        ``slot`` (through the env's own ``step``: the other slots do not move); the start-state strategy sees the
+        states they reach, and the group starts from the last one (from the drawn state if the episode ended). The
+        steps count in ``num_timesteps``; no member is trained on them.
+        """
+        strategy, states = self.collector.start_states, self.states
+        states.restore([slot], group.start, self.collector.fresh_time_limit)
+        strategy.begin([slot], group.score, group.length)
+        rewards = np.zeros(self.env.num_envs)
+        ended = False
+        for _ in range(group.explore_steps):
+            action = self.env.action_space.sample()
+            obs, reward, terminated, truncated, _ = self.env.env_method("step", action, indices=[slot])[0]
+            self.model.num_timesteps += 1
+            self.explore_steps += 1
+            if terminated or truncated:
+                ended = True
+                break
+            rewards[slot] = reward
+            strategy.observe(states, np.asarray(obs)[None].repeat(self.env.num_envs, axis=0), np.array([slot]), rewards)
+        if not ended:
+            group.start = states.get_state(slot)
+            group.score, group.length = strategy.origin(slot)
+        group.explore_steps = 0
 
     def add_group(self, group: Group) -> None:
         self.groups.append(group)
@@ -284,4 +319,5 @@ class _Run:
             self.n_running += self.assign(np.flatnonzero(self.slot_group < 0))
 
     def record(self, n_steps: int, completed: bool) -> Rollout:
-        return Rollout(completed, n_steps * self.env.num_envs, self.idle_steps, self.discarded, self.n_groups, self.obs)
+        env_steps = n_steps * self.env.num_envs + self.explore_steps  # the explore steps are env steps too
+        return Rollout(completed, env_steps, self.idle_steps, self.discarded, self.n_groups, self.obs, self.explore_steps)

@@ -144,6 +144,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param visited_pool_size: With ``"visited"``: how many visited states are kept
     :param frontier_cells: With ``"frontier"``: cells per observation dimension (halved while the archive holds more
         than 10,000 cells)
+    :param frontier_explore_steps: With ``"frontier"``: a group drawn from the archive first takes this many uniformly
+        random actions from the archive's state in one env (Go-Explore's explore step: the archive sees the states
+        they reach, and the group starts from the last one); they count as env steps and are not trained on. 0: the
+        members start from the archive's state and explore with the policy
     :param fresh_time_limit: With ``"visited"``, ``"frontier"`` or branching: a group started from a saved state gets
         a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
@@ -220,6 +224,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         visited_capture_prob: float = 0.02,
         visited_pool_size: int = 1000,
         frontier_cells: int = 12,
+        frontier_explore_steps: int = 0,
         fresh_time_limit: bool | None = None,
         resample_groups: int = 0,
         branch_states: int = 0,
@@ -287,6 +292,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.visited_capture_prob = visited_capture_prob
         self.visited_pool_size = visited_pool_size
         self.frontier_cells = frontier_cells
+        self.frontier_explore_steps = frontier_explore_steps
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
         self.branch_states = branch_states
@@ -379,6 +385,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.visited_capture_prob,
             self.visited_pool_size,
             self.frontier_cells,
+            self.frontier_explore_steps,
             pool=getattr(self, "_visited_states", ()),
             archive=getattr(self, "_frontier_archive", None),
         )
@@ -597,6 +604,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         rollout = self.last_rollout
         if rollout is not None:
             self.logger.record("rollout/idle_fraction", rollout.idle_steps / max(rollout.env_steps, 1))
+            if self.frontier_explore_steps:
+                self.logger.record("rollout/explore_steps", rollout.explore_steps)
             self.logger.record("rollout/env_steps", rollout.env_steps)  # per update, idle and discarded steps included
             if self.resample_groups > 0:
                 self.logger.record("rollout/discarded_groups", rollout.discarded_groups)

@@ -29,17 +29,20 @@ from sb3_po.common.vec_env_state import VecEnvStates
 START_STATES = ("reset", "visited", "frontier")
 
 # GRPO's defaults of the strategies' settings: a setting the chosen strategy does not use must keep its default
-DEFAULTS: dict[str, Any] = dict(visited_fraction=0.5, visited_capture_prob=0.02, visited_pool_size=1000, frontier_cells=12)
+DEFAULTS: dict[str, Any] = dict(
+    visited_fraction=0.5, visited_capture_prob=0.02, visited_pool_size=1000, frontier_cells=12, frontier_explore_steps=0
+)
 _USED_BY = dict(
     visited_fraction="start_states='visited' and 'frontier'",
     visited_capture_prob="start_states='visited'",
     visited_pool_size="start_states='visited'",
     frontier_cells="start_states='frontier'",
+    frontier_explore_steps="start_states='frontier'",
 )
 _USES = dict(
     reset=(),
     visited=("visited_fraction", "visited_capture_prob", "visited_pool_size"),
-    frontier=("visited_fraction", "frontier_cells"),
+    frontier=("visited_fraction", "frontier_cells", "frontier_explore_steps"),
 )
 
 
@@ -49,6 +52,7 @@ class Start(NamedTuple):
     state: Any
     score: float = 0.0  # the return (raw rewards) from a reset to the state
     length: int = 0  # the env steps from that reset
+    explore_steps: int = 0  # uniformly random actions to take from the state before the group starts (Go-Explore)
 
 
 class StartStates:
@@ -197,10 +201,12 @@ class FrontierStates(StartStates):
 
     observes = True
 
-    def __init__(self, fraction: float, n_dims: int, n_cells: int, archive: FrontierArchive | None = None):
+    def __init__(
+        self, fraction: float, n_dims: int, n_cells: int, archive: FrontierArchive | None = None, explore_steps: int = 0
+    ):
         if not 0 <= fraction <= 1:
             raise ValueError("visited_fraction must lie in [0, 1]")
-        self.fraction, self.n_dims = fraction, n_dims
+        self.fraction, self.n_dims, self.explore_steps = fraction, n_dims, explore_steps
         self.archive = FrontierArchive(n_cells) if archive is None else archive
         if self.archive.observations.shape[1:] != (n_dims,):
             self.archive.observations = np.zeros((0, n_dims))
@@ -225,7 +231,7 @@ class FrontierStates(StartStates):
         if len(archive) and np.random.random() < self.fraction:
             entry = int(np.random.choice(len(archive), p=archive.weights()))
             archive.chosen[entry] += 1
-            return Start(archive.states[entry], float(archive.scores[entry]), int(archive.lengths[entry]))
+            return Start(archive.states[entry], float(archive.scores[entry]), int(archive.lengths[entry]), self.explore_steps)
         return None
 
     def begin(self, slots: list[int], score: float, length: int) -> None:
@@ -353,6 +359,7 @@ def check_start_states(kind: str, **settings: Any) -> None:
             raise ValueError(f"GRPO: {name}={value!r} is used by {_USED_BY[name]}; start_states={kind!r} would ignore it")
     check_int("GRPO", "visited_pool_size", settings.get("visited_pool_size", 1), 1)
     check_int("GRPO", "frontier_cells", settings.get("frontier_cells", 1), 1)
+    check_int("GRPO", "frontier_explore_steps", settings.get("frontier_explore_steps", 0), 0)
 
 
 def make_start_states(
@@ -362,6 +369,7 @@ def make_start_states(
     visited_capture_prob: float = DEFAULTS["visited_capture_prob"],
     visited_pool_size: int = DEFAULTS["visited_pool_size"],
     frontier_cells: int = DEFAULTS["frontier_cells"],
+    frontier_explore_steps: int = DEFAULTS["frontier_explore_steps"],
     pool: Any = (),
     archive: Any = None,
 ) -> StartStates:
@@ -375,6 +383,7 @@ def make_start_states(
         visited_capture_prob=visited_capture_prob,
         visited_pool_size=visited_pool_size,
         frontier_cells=frontier_cells,
+        frontier_explore_steps=frontier_explore_steps,
     )
     if kind == "visited":
         return VisitedStates(visited_fraction, visited_capture_prob, deque(pool, maxlen=visited_pool_size))
@@ -398,5 +407,5 @@ def make_start_states(
                 stacklevel=3,
             )
             archive = None
-        return FrontierStates(visited_fraction, n_dims, frontier_cells, archive)
+        return FrontierStates(visited_fraction, n_dims, frontier_cells, archive, frontier_explore_steps)
     return ResetStates()

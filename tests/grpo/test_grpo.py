@@ -460,6 +460,22 @@ def test_frontier_archive_is_saved_with_the_model(tmp_path):
     assert again.seen.sum() > archive.seen.sum()
 
 
+def test_frontier_explore_steps_are_random_counted_env_steps_from_the_drawn_state():
+    model = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=3, start_states="frontier", visited_fraction=1.0,
+                 frontier_explore_steps=4, seed=0, device="cpu")  # fmt: skip
+    model.learn(1)  # the first rollout: an empty archive, every group from a reset
+    assert model.num_timesteps == model.last_rollout.env_steps
+    before = model.num_timesteps
+    model.learn(1, reset_num_timesteps=False)  # every group drawn from the archive, 4 random actions first
+    rollout = model.last_rollout
+    assert model.num_timesteps - before == rollout.env_steps  # every env step counted, the explore steps too
+    # 4 random actions for each group (no archived state is within 4 steps of the goal: none ends early); the slots
+    # step together, the explore steps one slot at a time
+    assert rollout.explore_steps == 4 * rollout.n_groups > 0
+    assert (rollout.env_steps - rollout.explore_steps) % model.n_envs == 0
+    assert model.logger.name_to_value["rollout/explore_steps"] == rollout.explore_steps
+
+
 def test_frontier_gives_a_fresh_time_budget_by_default():
     frontier = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="frontier", device="cpu")
     visited = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="visited", device="cpu")

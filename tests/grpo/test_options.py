@@ -110,6 +110,8 @@ CASES = [
     ("visited_pool_size", 1, VISITED, "toy"),
     ("frontier_cells", 3, {}, "toy"),
     ("frontier_cells", 3, FRONTIER, "toy"),
+    ("frontier_explore_steps", 2, {}, "toy"),
+    ("frontier_explore_steps", 2, FRONTIER, "toy"),
     ("fresh_time_limit", True, {}, "toy"),
     ("fresh_time_limit", True, VISITED, "toy"),
     ("resample_groups", 4, {}, "sparse"),
