@@ -201,6 +201,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "throughput.md": throughput_table(results_dir / "throughput.json"),
         GENERATED / "remeasured.md": remeasured_table(results_dir),
         GENERATED / "frontier.md": frontier_table(results_dir),
+        GENERATED / "atari.md": atari_table(results_dir),
         GENERATED / "diagnostics.md": diagnostics_tables(results_dir),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
@@ -302,6 +303,37 @@ def frontier_table(results_dir: Path) -> str:
             finals = ", ".join(f"{r['final_eval_mean']:.2f}".rstrip("0").rstrip(".") for r in runs)
             lines.append(f"| {env_id} | {budget:,} | {label} | {solved} of {len(runs)} | {to_solve} | {finals} |")
     return "\n".join(lines)
+
+
+def atari_table(results_dir: Path) -> str:
+    """
+    Each end-to-end Atari run of ``scripts/grpo_atari.py`` (``benchmark_results/atari/*.json``): whether every group
+    started from shared stacked frames, and at five points of the run SB3's ``rollout/ep_rew_mean`` (whole games,
+    unclipped) and the fraction of zero-spread groups; then the deterministic policy over 10 games.
+    """
+    parts = []
+    for path in sorted((results_dir / "atari").glob("*.json")):
+        d = json.loads(path.read_text())
+        rows = d["rollouts"]
+        shared = sum(r["same_start_frames"] for r in rows)
+        lines = [
+            f"{d['env']}, GRPO `CnnPolicy`, seed {d['seed']}: {d['steps']:,} env steps in {d['train_seconds']:.0f} s, "
+            f"{len(rows)} updates; every member of a group started from the group's stacked frames in {shared} of "
+            f"{len(rows)} updates; deterministic policy over 10 games: {d['final_eval_mean']:.1f} "
+            f"({', '.join(f'{g:.0f}' for g in d['final_eval_games'])}). Settings: "
+            + ", ".join(f"{k} {v}" for k, v in d["settings"].items())
+            + f", {d['frame_stack']} frames stacked inside each env.",
+            "",
+            "| env steps | rollout/ep_rew_mean (whole games) | zero-spread groups |",
+            "|---|---|---|",
+        ]
+        for i in sorted(set(np.linspace(0, len(rows) - 1, 5).round().astype(int).tolist())):
+            r = rows[i]
+            reward = "-" if r.get("rollout/ep_rew_mean") is None else f"{r['rollout/ep_rew_mean']:.2f}"
+            zero = r.get("train/zero_spread_groups")
+            lines.append(f"| {r['timesteps']:,} | {reward} | {'-' if zero is None else f'{zero:.2f}'} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) or "No run stored yet."
 
 
 def diagnostics_tables(results_dir: Path) -> str:

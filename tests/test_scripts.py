@@ -386,12 +386,17 @@ def test_grpo_diagnose_measures_a_group_by_hand():
 
 def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
     atari = load_script("grpo_atari")
-    out = tmp_path / "breakout.json"
+    out = tmp_path / "atari" / "breakout.json"
     atari.main(["--steps", "600", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["steps"] >= 600 and result["rollouts"] and len(result["final_eval_games"]) == 10
     assert all(row["same_start_frames"] and row["groups"] == 4 for row in result["rollouts"])
     assert "train/zero_spread_groups" in result["rollouts"][0] and result["versions"]["commit"]
+    # the results page's table of it
+    table = load_script("results_pages").atari_table(tmp_path)
+    n = len(result["rollouts"])
+    assert f"started from the group's stacked frames in {n} of {n} updates" in table
+    assert table.count("\n| ") == 1 + min(n, 5)  # the header, then up to five points of the run
 
 
 def test_frontier_table_counts_seeds_that_reached_the_line_before_and_now(tmp_path):
