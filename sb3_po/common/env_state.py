@@ -22,12 +22,12 @@ Built in, without users writing anything:
 
 :class:`RestorableEnv` is the wrapper (outermost, above ``Monitor``) that GRPO talks to through
 ``VecEnv.env_method``, so it works in ``DummyVecEnv`` and ``SubprocVecEnv`` alike. Its snapshots also carry
-the wrappers' state that matters: ``TimeLimit``'s elapsed steps, ``OrderEnforcing``'s reset flag, a frame
-stack's frames (``FrameStackObservation``), SB3's ``EpisodicLifeEnv`` and ``StickyActionEnv``, and
-``Monitor``'s rewards of the episode so far (so the episode returns Monitor reports stay whole, truthful
-episodes from a reset). Every backend is verified when the wrapper is built: snapshot, step a few
-actions, restore, replay the same actions with the same random-number state, compare. A mismatch fails
-there, with a message naming the env, the reason and the ways out; nothing falls back silently.
+the state of the wrappers below or above ``Monitor`` that matters: ``TimeLimit``'s elapsed steps,
+``OrderEnforcing``'s reset flag, a frame stack's frames (``FrameStackObservation``), SB3's ``EpisodicLifeEnv``,
+``StickyActionEnv`` and ``MaxAndSkipEnv``, and ``Monitor``'s rewards of the episode so far (so the episode returns
+Monitor reports stay whole, truthful episodes from a reset). Every backend is verified when the wrapper is built:
+snapshot, step a few actions, restore, replay the same actions with the same random-number state, compare. A
+mismatch fails there, with a message naming the env, the reason and the ways out; nothing falls back silently.
 """
 
 import copy

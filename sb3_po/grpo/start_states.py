@@ -242,7 +242,7 @@ class FrontierStates(StartStates):
         return float(self.slot_score[slot]), int(self.slot_length[slot])
 
     def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
-        """Count the running slots' cells; a cell keeps the first state that reached it until a better one does."""
+        """Count the running slots' cells; a new cell keeps the best state that reached it, a known one a better one."""
         self._size_slots(len(rewards))
         self.slot_score[running] += rewards[running]
         self.slot_length[running] += 1
@@ -270,8 +270,8 @@ class FrontierStates(StartStates):
         new = np.flatnonzero(~known)
         if len(new):
             new = new[np.lexsort((length[new], -score[new]))]
-            first = new[np.unique(cells[new], return_index=True)[1]]
-            counts = np.unique(cells[new], return_counts=True)[1]
+            _, at, counts = np.unique(cells[new], return_index=True, return_counts=True)
+            first = new[at]
             self._append(
                 cells[first],
                 obs[first],
@@ -280,10 +280,9 @@ class FrontierStates(StartStates):
                 counts,
                 [states.get_state(int(running[i])) for i in first],
             )
-            if len(archive) > FRONTIER_MAX_CELLS:
-                while len(archive) > FRONTIER_MAX_CELLS and archive.n_cells > 1:
-                    archive.n_cells = max(1, archive.n_cells // 2)
-                    self._rebin()
+            while len(archive) > FRONTIER_MAX_CELLS and archive.n_cells > 1:
+                archive.n_cells = max(1, archive.n_cells // 2)
+                self._rebin()
 
     def record(self, logger: Logger) -> None:
         logger.record("rollout/frontier_cells", len(self.archive))

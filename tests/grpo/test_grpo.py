@@ -473,6 +473,8 @@ def test_frontier_explore_steps_are_random_counted_env_steps_from_the_drawn_stat
     # step together, the explore steps one slot at a time
     assert rollout.explore_steps == 4 * rollout.n_groups > 0
     assert (rollout.env_steps - rollout.explore_steps) % model.n_envs == 0
+    # not trained on: the buffer holds the members' steps only (every slot step but the idle ones)
+    assert model.rollout_buffer.n_samples == rollout.env_steps - rollout.explore_steps - rollout.idle_steps
     assert model.logger.name_to_value["rollout/explore_steps"] == rollout.explore_steps
 
 
