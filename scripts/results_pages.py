@@ -202,6 +202,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "remeasured.md": remeasured_table(results_dir),
         GENERATED / "frontier.md": frontier_table(results_dir),
         GENERATED / "atari.md": atari_table(results_dir),
+        GENERATED / "zoo_check.md": zoo_check_table(results_dir),
         GENERATED / "diagnostics.md": diagnostics_tables(results_dir),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
         GENERATED / "envs.md": envs_table(),
@@ -334,6 +335,37 @@ def atari_table(results_dir: Path) -> str:
             lines.append(f"| {r['timesteps']:,} | {reward} | {'-' if zero is None else f'{zero:.2f}'} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) or "No run stored yet."
+
+
+def zoo_check_table(results_dir: Path) -> str:
+    """
+    Each run of an RL Zoo entry through rl_zoo3's own ``train.py`` (``scripts/zoo_check.py``,
+    ``benchmark_results/zoo_check/*.json``): the zoo's evaluations along the run, the last and the best, and the
+    versions it ran with.
+    """
+    lines = [
+        "| entry | env | seed | env steps | the zoo's evaluations (mean of its episodes, each checkpoint) | last | best (at) "
+        "| training time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    legends = []
+    for path in sorted((results_dir / "zoo_check").glob("*.json")):
+        d = json.loads(path.read_text())
+        evaluations = ", ".join(f"{t // 1000}k: {m:.0f}" for t, m in zip(d["eval_timesteps"], d["eval_means"], strict=True))
+        lines.append(
+            f"| {d['algo']} (rl_zoo3) | {d['env']} | {d['seed']} | {d['steps']:,} | {evaluations} | "
+            f"{d['final_eval_mean']:.1f} | {d['best_eval_mean']:.1f} ({d['best_eval_timestep'] // 1000}k) | "
+            f"{d['seconds']:.0f} s |"
+        )
+        versions = ", ".join(f"{k} {v}" for k, v in d["versions"].items() if v and k not in ("machine", "commit"))
+        legends.append(
+            f"{d['algo']} {d['env']} seed {d['seed']}: `{d['command']}`, {d['eval_episodes']} episodes per "
+            f"evaluation, {d['date'][:10]}, sb3-po commit {str(d['versions']['commit'])[:12]} on "
+            f"{d['versions']['machine']}; {versions}."
+        )
+    if not legends:
+        return "Not run yet: `python scripts/zoo_check.py --algo ppo --env Hopper-v4 --seed 0 --out ...`."
+    return "\n".join(lines) + "\n\n" + "\n\n".join(legends)
 
 
 def diagnostics_tables(results_dir: Path) -> str:

@@ -414,3 +414,22 @@ def test_frontier_table_counts_seeds_that_reached_the_line_before_and_now(tmp_pa
     assert rows[("KeyDoor-v0", "200,000", "now")].endswith("| 3 of 3 | 50k, 100k, 150k | 1, 1, 1 |")
     assert "refused" in rows[("DeepSea-v0", "200,000", "before issue 32")]
     assert rows[("SparseChain-v0", "200,000", "now")].endswith("| not run yet | | |")
+
+
+def test_zoo_check_runs_the_zoos_own_train_and_tables_its_evaluations(tmp_path):
+    zoo_check = load_script("zoo_check")
+    # the zoo's evaluations.npz, by hand: three checkpoints of two episodes
+    record = zoo_check.summarise(np.array([100, 200, 300]), np.array([[10.0, 20.0], [50.0, 30.0], [5.0, 5.0]]))
+    assert record["eval_means"] == [15.0, 40.0, 5.0] and record["eval_stds"] == [5.0, 10.0, 0.0]
+    assert (record["final_eval_mean"], record["best_eval_mean"], record["best_eval_timestep"]) == (5.0, 40.0, 200)
+    # rl_zoo3's train.py end to end on its CartPole-v1 entry (8 envs); the zoo's --eval-freq counts env steps of all envs
+    out = tmp_path / "zoo_check" / "ppo_CartPole-v1_seed3.json"
+    args = ["--env", "CartPole-v1", "--seed", "3", "--steps", "4096", "--eval-freq", "2048", "--eval-episodes", "2"]
+    zoo_check.main([*args, "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["eval_timesteps"] == [2048, 4096] and len(result["eval_means"]) == 2
+    assert result["entry"]["n_envs"] == 8 and result["entry"]["policy"] == "MlpPolicy"  # the zoo's own entry
+    assert result["command"].startswith("python -m rl_zoo3.train --algo ppo --env CartPole-v1 --seed 3 -n 4096")
+    assert result["versions"]["rl_zoo3"] and result["versions"]["stable-baselines3"]
+    table = load_script("results_pages").zoo_check_table(tmp_path)
+    assert f"| ppo (rl_zoo3) | CartPole-v1 | 3 | 4,096 | 2k: {result['eval_means'][0]:.0f}, 4k: " in table
