@@ -345,6 +345,11 @@ def reference_cells(reference: str) -> tuple[str, ...]:
     return REFERENCE_CELLS.get(reference, (reference,))
 
 
+def reference_of(cell: str) -> str:
+    """The reference a cell stands for (``ppo@defaults_vecnorm`` -> ``ppo``), else the cell itself."""
+    return next((reference for reference, cells in REFERENCE_CELLS.items() if cell in cells), cell)
+
+
 def strongest_cell(finals: dict[str, Any], reference: str = REFERENCE_ALGO) -> str | None:
     """
     Of ``reference``'s cells measured in ``finals`` (cell -> its seeds' final scores), the one with the highest mean.
@@ -598,8 +603,6 @@ def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for env_id, scores in load_published(path).items():
-        if not scores:
-            lines.append(f"| {env_id} | | none found | | | | | | | | | |")
         for p in scores:
             cells = [c for c in reference_cells(p.algo) if (env_id, c) in ours]
             mine = [np.array(ours[(env_id, c)]) for c in cells]
@@ -615,6 +618,11 @@ def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
                 f"| {ours_cell or 'not measured'} | {gap or '-'} | {beyond or '-'} "
                 f"| {what_differs(p, ENVS[env_id]['budget']) if env_id in ENVS else '-'} |"
             )
+        # the algorithms we measured here that no source publishes for this env (or none at all where nothing is)
+        unpublished = sorted({reference_of(algo) for env, algo in ours if env == env_id} - {p.algo for p in scores})
+        if unpublished or not scores:
+            algos = f" {', '.join(unpublished)} " if unpublished else " "
+            lines.append(f"| {env_id} |{algos}| none found | | | | | | | | | |")
     return "\n".join(lines)
 
 

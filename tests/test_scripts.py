@@ -330,6 +330,8 @@ def test_published_scores_beside_ours(tmp_path):
     for seed, score in enumerate([700.0, 900.0]):  # ours: 800 +- 100
         write_result(benchmark, tmp_path, "ppo", "Hopper-v5", seed, score)
     write_result(benchmark, tmp_path, "ppo@defaults_vecnorm", "Hopper-v5", 0, 2000.0)
+    write_result(benchmark, tmp_path, "vpg", "Hopper-v5", 0, 1500.0)  # no source publishes ours on Hopper
+    write_result(benchmark, tmp_path, "grpo", "Hopper-v5", 0, 1500.0)
     published = tmp_path / "published.yml"
     published.write_text(
         "Hopper-v5:\n"
@@ -350,7 +352,8 @@ def test_published_scores_beside_ours(tmp_path):
         "| Hopper-v5 | trpo | 3372.0 | Hopper-v3 | ? | 3 |  | sb3-contrib | not measured | - | - "
         "| env Hopper-v3 (ours Hopper-v5); budget not stated |"
     )
-    assert rows[2] == "| CartPole-v1 | | none found | | | | | | | | | |"
+    assert rows[2] == "| Hopper-v5 | grpo, vpg | none found | | | | | | | | | |"  # ppo's two cells count as ppo
+    assert rows[3] == "| CartPole-v1 | | none found | | | | | | | | | |"
 
 
 def test_what_differs_reads_the_entrys_facts():
