@@ -591,8 +591,8 @@ def what_differs(p: PublishedScore, budget: int) -> str:
 def published(results_dir: Path, path: Path = PUBLISHED_FILE) -> str:
     """
     Every published score beside our cells of the same env and algorithm at the env's budget (PPO: both reference
-    cells), with the gap (published - ours) and whether it is larger than our seeds' std; envs where no source was
-    found say so.
+    cells), with the gap (published - ours) and whether it is larger than our seeds' std; then, per env, the
+    algorithms measured there that no source publishes ("none found"; the env alone where nothing is published).
     """
     ours: dict[tuple[str, str], list[float]] = {}
     for r in at_env_budget(load_results(results_dir, variants=False)):
