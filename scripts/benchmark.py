@@ -271,6 +271,12 @@ def run_versions() -> dict[str, str | None]:
     return versions
 
 
+def describe_versions(versions: dict[str, str | None]) -> str:
+    """A version record (:func:`run_versions`) as one line: the packages, then the commit and the machine."""
+    packages = ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None and k not in ("machine", "commit"))
+    return f"commit {str(versions['commit'])[:12]} on {versions['machine']}; {packages}"
+
+
 def cpu_model() -> str:
     """The processor's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
     cpuinfo = Path("/proc/cpuinfo")

@@ -357,11 +357,9 @@ def zoo_check_table(results_dir: Path) -> str:
             f"{d['final_eval_mean']:.1f} | {d['best_eval_mean']:.1f} ({d['best_eval_timestep'] // 1000}k) | "
             f"{d['seconds']:.0f} s |"
         )
-        versions = ", ".join(f"{k} {v}" for k, v in d["versions"].items() if v and k not in ("machine", "commit"))
         legends.append(
             f"{d['algo']} {d['env']} seed {d['seed']}: `{d['command']}`, {d['eval_episodes']} episodes per "
-            f"evaluation, {d['date'][:10]}, sb3-po commit {str(d['versions']['commit'])[:12]} on "
-            f"{d['versions']['machine']}; {versions}."
+            f"evaluation, {d['date'][:10]}, sb3-po {benchmark.describe_versions(d['versions'])}."
         )
     if not legends:
         return "Not run yet: `python scripts/zoo_check.py --algo ppo --env Hopper-v4 --seed 0 --out ...`."

@@ -327,10 +327,11 @@ def pairs_table(record: dict[str, Any] | list[dict[str, Any]]) -> str:
     if isinstance(record, list):
         lines.append("\nVersions not recorded (measured before the file recorded them).")
     else:
-        versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if k not in ("machine", "commit"))
+        from benchmark import describe_versions
+
         lines.append(
-            f"\nMeasured {record['date']} with `{record['command']}` ({record['rounds']} rounds each) at commit "
-            f"{str(record['versions']['commit'])[:12]} on {record['versions']['machine']}; {versions}."
+            f"\nMeasured {record['date']} with `{record['command']}` ({record['rounds']} rounds each) at "
+            f"{describe_versions(record['versions'])}."
         )
     return "\n".join(lines)
 
