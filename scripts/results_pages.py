@@ -202,6 +202,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "remeasured.md": remeasured_table(results_dir),
         GENERATED / "frontier.md": frontier_table(results_dir),
         GENERATED / "atari.md": atari_table(results_dir),
+        GENERATED / "minatar.md": minatar_table(results_dir),
         GENERATED / "zoo_check.md": zoo_check_table(results_dir),
         GENERATED / "diagnostics.md": diagnostics_tables(results_dir),
         GENERATED / "cluster_speedup.md": cluster_speedup_table(results_dir),
@@ -303,6 +304,42 @@ def frontier_table(results_dir: Path) -> str:
             to_solve = ", ".join("never" if step is None else f"{step // 1000}k" for step in steps)
             finals = ", ".join(f"{r['final_eval_mean']:.2f}".rstrip("0").rstrip(".") for r in runs)
             lines.append(f"| {env_id} | {budget:,} | {label} | {solved} of {len(runs)} | {to_solve} | {finals} |")
+    return "\n".join(lines)
+
+
+def minatar_table(results_dir: Path) -> str:
+    """
+    The MinAtar games side by side: PPO's reference (``ppo@minatar``), GRPO's entry and every GRPO variant run there,
+    at the games' budget, with the PPO scores others publish (``published.yml``: their settings differ, see its header
+    and the published table) beside PPO's row.
+    """
+    runs = [r for r in benchmark.load_results(results_dir) if r["env"] in benchmark.MINATAR_ENVS]
+    published = benchmark.load_published()
+    lines = [
+        "| game | cell | seeds | final eval (mean +- std) | per seed | best evaluation (mean over seeds) "
+        "| train time (s/run) | PPO published elsewhere (budget) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for env_id in benchmark.MINATAR_ENVS:
+        budget = benchmark.ENVS[env_id]["budget"]
+        cells: dict[str, list[dict]] = {}
+        for r in runs:
+            if r["env"] == env_id and r["budget"] == budget:
+                cells.setdefault(r["algo"], []).append(r)
+        order = sorted(cells, key=lambda cell: (cell != "ppo@minatar", cell != "grpo", cell))
+        others = [p for p in published.get(env_id, []) if p.algo == "ppo"]
+        elsewhere = ", ".join(f"{p.score:.1f} ({'?' if p.budget is None else f'{p.budget / 1e6:g}M'})" for p in others)
+        for cell in order:
+            finals = np.array([r["final_eval_mean"] for r in sorted(cells[cell], key=lambda r: r["seed"])])
+            best = np.mean([max(score for _, score in r["curve"]) for r in cells[cell]])
+            seconds = np.mean([r["train_seconds"] for r in cells[cell]])
+            lines.append(
+                f"| {env_id} | {cell} | {len(finals)} | {finals.mean():.1f} +- {finals.std():.1f} "
+                f"| {', '.join(f'{f:.1f}' for f in finals)} | {best:.1f} | {seconds:.0f} "
+                f"| {(elsewhere or 'none found') if cell == 'ppo@minatar' else ''} |"
+            )
+        if not cells:
+            lines.append(f"| {env_id} | not run yet | | | | | | {elsewhere or 'none found'} |")
     return "\n".join(lines)
 
 

@@ -419,6 +419,22 @@ def test_frontier_table_counts_seeds_that_reached_the_line_before_and_now(tmp_pa
     assert rows[("SparseChain-v0", "200,000", "now")].endswith("| not run yet | | |")
 
 
+def test_minatar_table_puts_grpo_beside_ppos_reference_and_the_published_scores(tmp_path):
+    pages = load_script("results_pages")
+    benchmark = pages.benchmark
+    env_id = "MinAtar/Breakout-v1"
+    for seed, score in enumerate([10.0, 20.0]):
+        write_result(benchmark, tmp_path, "grpo", env_id, seed, score, curve=[[100_000, score - 1], [2_000_000, score + 2]])
+    write_result(benchmark, tmp_path, "ppo@minatar", env_id, 0, 18.0, curve=[[1, 18.0]])
+    write_result(benchmark, tmp_path, "grpo@minatar_vine", env_id, 0, 12.0, budget=100_000)  # not the game's budget
+    rows = [row for row in pages.minatar_table(tmp_path).splitlines()[2:] if row.startswith(f"| {env_id} ")]
+    published = [p.score for p in benchmark.load_published()[env_id] if p.algo == "ppo"]
+    assert len(rows) == 2 and published
+    assert rows[0].startswith(f"| {env_id} | ppo@minatar | 1 | 18.0 +- 0.0 | 18.0 | 18.0 | 1 | {published[0]:.1f} (")
+    assert rows[1] == f"| {env_id} | grpo | 2 | 15.0 +- 5.0 | 10.0, 20.0 | 17.0 | 1 |  |"
+    assert "| MinAtar/Freeway-v1 | not run yet |" in pages.minatar_table(tmp_path)
+
+
 def test_zoo_check_runs_the_zoos_own_train_and_tables_its_evaluations(tmp_path):
     zoo_check = load_script("zoo_check")
     # the zoo's evaluations.npz, by hand: three checkpoints of two episodes
