@@ -120,7 +120,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param advantage: The group advantage of a return, for ``supervision="outcome"`` and branch scoring
         (refused otherwise): ``"mean_std"`` (default), ``"mean"`` (Dr. GRPO) or ``"softmax"``
         (``exp(b R_i) / sum_j exp(b R_j) - 1/G``)
-    :param scale_rewards: What the advantages are divided by: the std of the ``"group"``, of the ``"batch"``, or
+    :param scale_rewards: What the advantages are divided by: the std of the ``"group"``, of the ``"batch"`` (the
+        rollout's groups together: refused with ``n_groups=1`` and no branching, where it is the group), or
         ``"none"`` (outcome: with ``advantage="mean_std"`` only; ``step_rloo``: the std of the *other* members' /
         groups' advantages, which keeps it unbiased; ``process``: the std of the rewards)
     :param softmax_temperature: b of the softmax-relative advantage (``advantage="softmax"`` only)
@@ -414,6 +415,18 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         if isinstance(clip_range_upper, (int, float)) and not clip_range_upper > 0:
             raise ValueError(
                 f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
+            )
+        if (
+            self.scale_rewards == "batch"
+            and self.n_groups == 1
+            and self.branch_states == 0
+            and isinstance(self.supervision, str)
+        ):
+            # the built-in estimators' batch is the rollout's groups together: with one group it is that group
+            raise ValueError(
+                "GRPO: scale_rewards='batch' is used by rollouts of several groups (n_groups > 1, or branch groups: "
+                "branch_states > 0); with n_groups=1 the batch is the one group, which scale_rewards='group' scales by "
+                "(step_rloo: no other group to take a scale from, as 'none')"
             )
         if not self.use_sde and self.sde_sample_freq != -1:
             raise ValueError(

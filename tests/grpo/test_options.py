@@ -86,6 +86,7 @@ CASES = [
     ("advantage", "softmax", {}, "toy"),
     ("advantage", "mean", BRANCHING, "toy"),  # branch scoring uses it whatever the supervision
     ("scale_rewards", "batch", {}, "toy"),
+    ("scale_rewards", "batch", dict(n_groups=1), "toy"),  # the batch is the one group: refused
     ("scale_rewards", "none", {}, "toy"),
     ("softmax_temperature", 3.0, {}, "toy"),
     ("softmax_temperature", 3.0, dict(advantage="softmax"), "toy"),
