@@ -63,12 +63,13 @@ class BenchmarkRuns(NamedTuple):
     ends: dict[str, list[tuple[float, float]]]  # (train seconds, final score) of the runs that recorded only their total
 
 
-def from_benchmark(root: Path, algos: list[str] | None = None) -> dict[str, BenchmarkRuns]:
+def from_benchmark(root: Path, algos: list[str] | None = None, also: tuple[str, ...] = ()) -> dict[str, BenchmarkRuns]:
     """
     {env: runs}; a run stored before ``curve_wall_seconds`` existed has its end point only on the wall-clock axis.
 
     :param algos: ``fnmatch`` patterns of the algorithms to plot (``["grpo*"]``: GRPO and its variants); default:
         every algorithm, ablation variants (``algo@variant``) left out
+    :param also: cells plotted as well (a reference that is a variant, e.g. ``ppo@minatar``)
     """
     envs: dict[str, BenchmarkRuns] = defaultdict(
         lambda: BenchmarkRuns(defaultdict(list), defaultdict(list), defaultdict(list))
@@ -77,7 +78,7 @@ def from_benchmark(root: Path, algos: list[str] | None = None) -> dict[str, Benc
         if path.relative_to(root).parts[0] == "quick":
             continue
         result = json.loads(path.read_text())
-        if not _selected(result["algo"], algos):
+        if not (_selected(result["algo"], algos) or result["algo"] in also):
             continue
         steps, scores = zip(*result["curve"], strict=True) if result["curve"] else ((), ())
         label, runs = f"{result['algo']} ({result['budget'] // 1000}k)", envs[result["env"]]

@@ -238,6 +238,8 @@ def test_plot_curves_leaves_variants_out_unless_asked(tmp_path):
     labels = lambda algos: sorted(plot_curves.from_benchmark(tmp_path, algos)["CartPole-v1"].steps)  # noqa: E731
     assert labels(None) == ["grpo (200k)", "ppo (200k)", "vpg (200k)"]
     assert labels(["grpo*", "ppo"]) == ["grpo (200k)", "grpo@frontier (200k)", "ppo (200k)"]
+    also = sorted(plot_curves.from_benchmark(tmp_path, also=("grpo@frontier",))["CartPole-v1"].steps)
+    assert also == ["grpo (200k)", "grpo@frontier (200k)", "ppo (200k)", "vpg (200k)"]  # a reference that is a variant
 
 
 def test_every_shipped_zoo_entry_builds():
