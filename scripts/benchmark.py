@@ -351,6 +351,11 @@ def reference_cells(reference: str) -> tuple[str, ...]:
     return REFERENCE_CELLS.get(reference, (reference,))
 
 
+def all_reference_cells() -> tuple[str, ...]:
+    """Every cell that stands for a reference (``ppo``, ``ppo@defaults_vecnorm``, ``ppo@minatar``, ...)."""
+    return tuple(cell for cells in REFERENCE_CELLS.values() for cell in cells)
+
+
 def reference_of(cell: str) -> str:
     """The reference a cell stands for (``ppo@defaults_vecnorm`` -> ``ppo``), else the cell itself."""
     return next((reference for reference, cells in REFERENCE_CELLS.items() if cell in cells), cell)
@@ -375,7 +380,7 @@ def load_results(results_dir: Path, variants: bool = True) -> list[dict[str, Any
     :param variants: include the ablation variants (``algo@variant``), which the ablation table reports; the
         variants that are references (``REFERENCE_CELLS``) are always included
     """
-    references = {cell for cells in REFERENCE_CELLS.values() for cell in cells}
+    references = all_reference_cells()
     runs = []
     for path in sorted(results_dir.glob("*/*/*/seed*.json")):
         algo = path.relative_to(results_dir).parts[0]

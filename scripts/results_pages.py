@@ -164,8 +164,7 @@ def aggregates(results_dir: Path, plot_dir: Path | None) -> str:
 
 def curves(results_dir: Path, plot_dir: Path | None) -> str:
     """The learning-curve images of every env (drawn by plot_curves.py with ``--plots``), as Markdown."""
-    references = tuple(cell for cells in benchmark.REFERENCE_CELLS.values() for cell in cells)
-    envs = sorted(plot_curves.from_benchmark(results_dir, also=references).items())
+    envs = sorted(plot_curves.from_benchmark(results_dir, also=benchmark.all_reference_cells()).items())
     if plot_dir is not None:
         for env_id, runs in envs:
             plot_curves.plot_benchmark(runs, env_id, plot_dir / f"{benchmark.file_stem(env_id)}.png")
