@@ -389,6 +389,26 @@ def test_grpo_diagnose_measures_a_group_by_hand():
     np.testing.assert_allclose(out["local_share"], 1.0)
 
 
+def test_deep_sea_probe_reads_both_halves_of_the_chain(tmp_path):
+    probe = load_script("deep_sea_probe")
+    # the deterministic policy goes right on a cell when p(right) > 0.5: the chain runs up from the bottom row
+    assert probe.chain_from(np.array([0.9, 0.9, 0.9])) == 0  # right on every row: solved
+    assert probe.chain_from(np.array([0.9, 0.2, 0.9])) == 2  # only the last row
+    assert probe.chain_from(np.array([0.9, 0.9, 0.5])) == 3  # not even the last
+    out = tmp_path / "probe.json"
+    probe.main(["frontier_explore10_draws", "--set", "ent_coef=0.01", "scale_rewards=none", "--steps", "3000"])
+    probe.main(["frontier_explore10_draws", "--steps", "2000", "--every", "1", "--json", str(out)])
+    record = json.loads(out.read_text())
+    assert record["hyperparams"]["group_size"] == "4" and record["versions"]["commit"]
+    rows = record["records"]
+    assert len(rows) >= 2 and all(len(row["p_right"]) == 20 for row in rows)
+    steps = [row["env_steps"] for row in rows]
+    assert steps == sorted(steps) and steps[-1] >= 2000
+    last = rows[-1]
+    assert 0 <= last["diagonal_draws"] <= last["draws"] and last["draws"] > 0 and 0 <= last["archive_diagonal_row"] <= 19
+    assert last["chain_from"] == probe.chain_from(np.array(last["p_right"])) == 20  # nothing learnt in 2k steps
+
+
 def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
     atari = load_script("grpo_atari")
     out = tmp_path / "atari" / "breakout.json"
