@@ -11,7 +11,7 @@ records the two halves of the chain the frontier has to build:
   goes right to the end (``chain_from``: 0 = solved), and the members that reached the treasure so far.
 
     python scripts/deep_sea_probe.py frontier_explore10_draws --set ent_coef=0.01 --steps 400000 \\
-        --json benchmark_results/diagnostics/deep_sea_explore10_draws_ent.json
+        --json benchmark_results/diagnostics/deep_sea/explore10_draws_ent.json
 """
 
 import argparse

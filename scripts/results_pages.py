@@ -201,6 +201,7 @@ def pages(results_dir: Path, plot_dir: Path | None = None) -> dict[Path, str]:
         GENERATED / "throughput.md": throughput_table(results_dir / "throughput.json"),
         GENERATED / "remeasured.md": remeasured_table(results_dir),
         GENERATED / "frontier.md": frontier_table(results_dir),
+        GENERATED / "deep_sea.md": deep_sea_table(results_dir),
         GENERATED / "atari.md": atari_table(results_dir),
         GENERATED / "minatar.md": minatar_table(results_dir),
         GENERATED / "zoo_check.md": zoo_check_table(results_dir),
@@ -304,6 +305,39 @@ def frontier_table(results_dir: Path) -> str:
             to_solve = ", ".join("never" if step is None else f"{step // 1000}k" for step in steps)
             finals = ", ".join(f"{r['final_eval_mean']:.2f}".rstrip("0").rstrip(".") for r in runs)
             lines.append(f"| {env_id} | {budget:,} | {label} | {solved} of {len(runs)} | {to_solve} | {finals} |")
+    return "\n".join(lines)
+
+
+DEEP_SEA_CHECKPOINTS = (50_000, 100_000, 200_000, 400_000)
+
+
+def deep_sea_table(results_dir: Path) -> str:
+    """
+    ``scripts/deep_sea_probe.py``'s measurements (``benchmark_results/diagnostics/deep_sea/*.json``): per probe, at
+    the first measurement past each of :data:`DEEP_SEA_CHECKPOINTS` it reached, the archive's side of the chain and
+    the policy's.
+    """
+    paths = sorted((results_dir / "diagnostics" / "deep_sea").glob("*.json"))
+    if not paths:
+        return "Not measured yet: `python scripts/deep_sea_probe.py VARIANT --json ...`."
+    lines = [
+        "| probe (seed) | env steps | archive cells | deepest diagonal row in the archive | draws on the diagonal "
+        "| members at the treasure | deterministic policy right from row (0: solved) | smallest p(right) on the diagonal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for path in paths:
+        d = json.loads(path.read_text())
+        name = f"`{d['variant']}`" + "".join(f" `{o}`" for o in d["overrides"]) + f" ({d['seed']})"
+        records = d["records"]
+        for checkpoint in DEEP_SEA_CHECKPOINTS:
+            row = next((r for r in records if r["env_steps"] >= checkpoint), None)
+            if row is None:
+                continue
+            lines.append(
+                f"| {name} | {row['env_steps']:,} | {row['archive_cells']} | {row['archive_diagonal_row']} "
+                f"| {row['diagonal_draws']} of {row['draws']} | {row['treasure']} | {row['chain_from']} "
+                f"| {min(row['p_right']):.3f} |"
+            )
     return "\n".join(lines)
 
 

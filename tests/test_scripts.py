@@ -407,6 +407,14 @@ def test_deep_sea_probe_reads_both_halves_of_the_chain(tmp_path):
     last = rows[-1]
     assert 0 <= last["diagonal_draws"] <= last["draws"] and last["draws"] > 0 and 0 <= last["archive_diagonal_row"] <= 19
     assert last["chain_from"] == probe.chain_from(np.array(last["p_right"])) == 20  # nothing learnt in 2k steps
+    # the results page's table: one row per checkpoint the probe reached (2k steps: none of 50k, 100k, ...)
+    pages = load_script("results_pages")
+    (tmp_path / "diagnostics" / "deep_sea").mkdir(parents=True)
+    record["records"] = [dict(last, env_steps=60_000), dict(last, env_steps=120_000, chain_from=3, p_right=[0.25] * 20)]
+    (tmp_path / "diagnostics" / "deep_sea" / "probe.json").write_text(json.dumps(record))
+    table = pages.deep_sea_table(tmp_path).splitlines()
+    assert len(table) == 4 and table[2].startswith("| `frontier_explore10_draws` (0) | 60,000 |")
+    assert table[3].endswith(f"| {last['treasure']} | 3 | 0.250 |")  # the second checkpoint: the row past 100k
 
 
 def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
