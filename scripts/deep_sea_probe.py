@@ -1,14 +1,16 @@
 """
 Where GRPO's frontier breaks on the deep sea (issue 32: ``tests/envs.py``'s ``DeepSea-v0``, 20 x 20).
 
-The only way to the treasure is the diagonal: "right" on each of the 20 rows. Trains GRPO with a variant of
-``scripts/variants.yml`` (optionally with ``--set key=value`` overrides on top) and, every ``--every`` rollouts,
-records the two halves of the chain the frontier has to build:
+The treasure (the bottom-right corner) can be reached from cell (row r, column c) only while c >= r - 1: from the
+start along the diagonal ("right" on every row), or "left" first (the column stays 0) and then "right" along the
+cells (r, r - 1). These 39 cells are the band. Trains GRPO with a variant of ``scripts/variants.yml`` (optionally with
+``--set key=value`` overrides on top) and, every ``--every`` rollouts, records the two halves of the chain the
+frontier has to build:
 
-- the archive: its cells, the deepest row of the diagonal it holds (a state from which "right" to the end reaches
-  the treasure), and the draws that went to diagonal cells;
-- the policy: the probability of "right" on each diagonal cell, the deepest row from which the deterministic policy
-  goes right to the end (``chain_from``: 0 = solved), and the members that reached the treasure so far.
+- the archive: its cells, the deepest row of the band it holds, and the draws that went to band cells;
+- the policy: from which rows the deterministic (greedy) policy reaches the treasure (``greedy_from``: the shallowest
+  row with a band cell it reaches the treasure from; 0 = solved, 20 = from nowhere), the band cells where it moves
+  right, and the members that reached the treasure so far.
 
     python scripts/deep_sea_probe.py frontier_explore10_draws --set ent_coef=0.01 --steps 400000 \\
         --json benchmark_results/diagnostics/deep_sea/explore10_draws_ent.json
@@ -37,13 +39,30 @@ from sb3_po.registry import build_model  # noqa: E402
 ENV_ID = "DeepSea-v0"
 
 
-def chain_from(p_right: np.ndarray) -> int:
-    """The deepest row from which the deterministic policy moves right on every diagonal cell to the end (0: solved)."""
-    rows = len(p_right)
-    for row in range(rows - 1, -1, -1):
-        if p_right[row] <= 0.5:
-            return row + 1
-    return 0
+def band(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and columns of the cells the treasure can be reached from (c >= r - 1; c <= r is all the start reaches)."""
+    rows = np.concatenate([np.arange(size), np.arange(1, size)])
+    return rows, np.concatenate([np.arange(size), np.arange(size - 1)])
+
+
+def greedy_reaches(right: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """
+    Whether the deterministic policy reaches the treasure from each cell: ``right[r, c]`` says whether it moves right
+    at (r, c); it descends a row a step, the column clipped to the grid, as ``DeepSea`` moves.
+    """
+    size = right.shape[0]
+    rows, columns = rows.copy(), columns.copy()
+    for _ in range(size):
+        running = rows < size
+        move = np.where(right[np.minimum(rows, size - 1), columns], 1, -1)
+        columns = np.where(running, np.clip(columns + move, 0, size - 1), columns)
+        rows = np.where(running, rows + 1, rows)
+    return columns == size - 1
+
+
+def greedy_from(reaches: np.ndarray, rows: np.ndarray, size: int) -> int:
+    """The shallowest row with a cell the deterministic policy reaches the treasure from (0: solved; ``size``: none)."""
+    return int(rows[reaches].min()) if reaches.any() else size
 
 
 class Probe(BaseCallback):
@@ -65,29 +84,31 @@ class Probe(BaseCallback):
         self.rollouts += 1
         if self.rollouts % self.every == 0:
             self.records.append(self.measure())
-            print(json.dumps({k: v for k, v in self.records[-1].items() if k != "p_right"}), flush=True)
+            print(json.dumps({k: v for k, v in self.records[-1].items() if k != "p_right_band"}), flush=True)
 
     def measure(self) -> dict[str, Any]:
         sea = self.model.env.envs[0].unwrapped
         size = sea.size
-        diagonal = np.arange(size) * size + np.arange(size)  # the one-hot index of cell (row, row)
-        with th.no_grad():
-            observations = th.as_tensor(np.eye(size * size, dtype=np.float32)[diagonal])
-            probs = self.model.policy.get_distribution(observations).distribution.probs.numpy()
-        p_right = probs[np.arange(size), sea.right_action[np.arange(size), np.arange(size)]]
+        with th.no_grad():  # every cell's action probabilities, one forward over the one-hot observations
+            probs = self.model.policy.get_distribution(th.eye(size * size)).distribution.probs.numpy()
+        p_right = probs.reshape(size, size, 2)[np.arange(size)[:, None], np.arange(size)[None, :], sea.right_action]
+        rows, columns = band(size)
+        reaches = greedy_reaches(p_right > 0.5, rows, columns)
         archive = self.model.start_state_strategy.archive
+        seen = archive.observations.max(axis=1) > 0  # the terminal row's observation is all zeros
         cells = archive.observations.argmax(axis=1)
-        on_diagonal = (cells // size == cells % size) & (archive.observations.max(axis=1) > 0)
+        in_band = seen & (cells % size >= cells // size - 1)
         return dict(
             env_steps=int(self.num_timesteps),
             episodes=self.episodes,
             treasure=self.treasure,
             archive_cells=len(archive),
-            archive_diagonal_row=int((cells[on_diagonal] // size).max()) if on_diagonal.any() else -1,
+            archive_band_row=int((cells[in_band] // size).max()) if in_band.any() else -1,
             draws=int(archive.chosen.sum()),
-            diagonal_draws=int(archive.chosen[on_diagonal].sum()),
-            chain_from=chain_from(p_right),
-            p_right=[round(float(p), 3) for p in p_right],
+            band_draws=int(archive.chosen[in_band].sum()),
+            greedy_from=greedy_from(reaches, rows, size),
+            band_right=int((p_right[rows, columns] > 0.5).sum()),
+            p_right_band=[round(float(p), 3) for p in p_right[rows, columns]],
         )
 
 

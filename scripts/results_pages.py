@@ -315,14 +315,14 @@ def deep_sea_table(results_dir: Path) -> str:
     """
     ``scripts/deep_sea_probe.py``'s measurements (``benchmark_results/diagnostics/deep_sea/*.json``): per probe, at
     the first measurement past each of :data:`DEEP_SEA_CHECKPOINTS` it reached, the archive's side of the chain and
-    the policy's.
+    the policy's (the band: the 39 cells the treasure can still be reached from).
     """
     paths = sorted((results_dir / "diagnostics" / "deep_sea").glob("*.json"))
     if not paths:
         return "Not measured yet: `python scripts/deep_sea_probe.py VARIANT --json ...`."
     lines = [
-        "| probe (seed) | env steps | archive cells | deepest diagonal row in the archive | draws on the diagonal "
-        "| members at the treasure | deterministic policy right from row (0: solved) | smallest p(right) on the diagonal |",
+        "| probe (seed) | env steps | archive cells | deepest row of the band in the archive | draws on the band "
+        "| members at the treasure | deterministic policy reaches it from row (0: solved) | band cells it moves right on |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for path in paths:
@@ -334,9 +334,9 @@ def deep_sea_table(results_dir: Path) -> str:
             if row is None:
                 continue
             lines.append(
-                f"| {name} | {row['env_steps']:,} | {row['archive_cells']} | {row['archive_diagonal_row']} "
-                f"| {row['diagonal_draws']} of {row['draws']} | {row['treasure']} | {row['chain_from']} "
-                f"| {min(row['p_right']):.3f} |"
+                f"| {name} | {row['env_steps']:,} | {row['archive_cells']} | {row['archive_band_row']} "
+                f"| {row['band_draws']} of {row['draws']} | {row['treasure']} | {row['greedy_from']} "
+                f"| {row['band_right']} of {len(row['p_right_band'])} |"
             )
     return "\n".join(lines)
 

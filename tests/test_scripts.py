@@ -389,32 +389,58 @@ def test_grpo_diagnose_measures_a_group_by_hand():
     np.testing.assert_allclose(out["local_share"], 1.0)
 
 
-def test_deep_sea_probe_reads_both_halves_of_the_chain(tmp_path):
+def test_deep_sea_probe_follows_the_deterministic_policy_as_the_env_moves():
+    from tests.envs import DeepSea
+
     probe = load_script("deep_sea_probe")
-    # the deterministic policy goes right on a cell when p(right) > 0.5: the chain runs up from the bottom row
-    assert probe.chain_from(np.array([0.9, 0.9, 0.9])) == 0  # right on every row: solved
-    assert probe.chain_from(np.array([0.9, 0.2, 0.9])) == 2  # only the last row
-    assert probe.chain_from(np.array([0.9, 0.9, 0.5])) == 3  # not even the last
-    out = tmp_path / "probe.json"
+    sea, rng = DeepSea(size=6), np.random.default_rng(0)
+    rows, columns = np.divmod(np.arange(36), 6)
+    inside = columns >= rows - 1
+    # "right" everywhere reaches the treasure from exactly the cells with c >= r - 1; the band: those the start reaches
+    reaches = probe.greedy_reaches(np.ones((6, 6), dtype=bool), rows, columns)
+    np.testing.assert_array_equal(reaches, inside)
+    band_rows, band_columns = probe.band(6)
+    assert len(band_rows) == 11 and set(zip(band_rows, band_columns, strict=True)) == set(
+        zip(rows[inside & (columns <= rows)], columns[inside & (columns <= rows)], strict=True)
+    )
+    for _ in range(20):  # against the env itself, from every cell, for random deterministic policies
+        right = rng.random((6, 6)) < 0.7
+        reaches = probe.greedy_reaches(right, rows, columns)
+        for i in range(36):
+            sea.set_state((rows[i], columns[i]))
+            reward, terminated = 0.0, False
+            while not terminated:
+                r, c = sea.get_state()
+                action = sea.right_action[r, c] if right[r, c] else 1 - sea.right_action[r, c]
+                _, reward, terminated, _, _ = sea.step(action)
+            assert reaches[i] == (reward > 0.5)
+    assert probe.greedy_from(np.array([False, True, True]), np.array([0, 1, 1]), 6) == 1
+    assert probe.greedy_from(np.zeros(3, dtype=bool), np.array([0, 1, 1]), 6) == 6
+
+
+def test_deep_sea_probe_records_and_its_table(tmp_path):
+    probe = load_script("deep_sea_probe")
     probe.main(["frontier_explore10_draws", "--set", "ent_coef=0.01", "scale_rewards=none", "--steps", "3000"])
+    out = tmp_path / "probe.json"
     probe.main(["frontier_explore10_draws", "--steps", "2000", "--every", "1", "--json", str(out)])
     record = json.loads(out.read_text())
     assert record["hyperparams"]["group_size"] == "4" and record["versions"]["commit"]
     rows = record["records"]
-    assert len(rows) >= 2 and all(len(row["p_right"]) == 20 for row in rows)
+    assert len(rows) >= 2 and all(len(row["p_right_band"]) == 39 for row in rows)
     steps = [row["env_steps"] for row in rows]
     assert steps == sorted(steps) and steps[-1] >= 2000
     last = rows[-1]
-    assert 0 <= last["diagonal_draws"] <= last["draws"] and last["draws"] > 0 and 0 <= last["archive_diagonal_row"] <= 19
-    assert last["chain_from"] == probe.chain_from(np.array(last["p_right"])) == 20  # nothing learnt in 2k steps
+    assert 0 <= last["band_draws"] <= last["draws"] and last["draws"] > 0 and 0 <= last["archive_band_row"] <= 19
+    assert last["band_right"] == sum(p > 0.5 for p in last["p_right_band"])
+    assert last["greedy_from"] > 0  # nothing learnt in 2k steps: not solved
     # the results page's table: one row per checkpoint the probe reached (2k steps: none of 50k, 100k, ...)
     pages = load_script("results_pages")
     (tmp_path / "diagnostics" / "deep_sea").mkdir(parents=True)
-    record["records"] = [dict(last, env_steps=60_000), dict(last, env_steps=120_000, chain_from=3, p_right=[0.25] * 20)]
+    record["records"] = [dict(last, env_steps=60_000), dict(last, env_steps=120_000, greedy_from=3, band_right=30)]
     (tmp_path / "diagnostics" / "deep_sea" / "probe.json").write_text(json.dumps(record))
     table = pages.deep_sea_table(tmp_path).splitlines()
     assert len(table) == 4 and table[2].startswith("| `frontier_explore10_draws` (0) | 60,000 |")
-    assert table[3].endswith(f"| {last['treasure']} | 3 | 0.250 |")  # the second checkpoint: the row past 100k
+    assert table[3].endswith(f"| {last['treasure']} | 3 | 30 of 39 |")  # the second checkpoint: the row past 100k
 
 
 def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
