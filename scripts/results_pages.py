@@ -274,7 +274,12 @@ def remeasured_table(results_dir: Path) -> str:
 FRONTIER_CELL = "grpo@frontier_default"
 # the archives compared, each with its runs' folder under the cell (the ablations page says what each archive is)
 FRONTIER_BEFORE, FRONTIER_NOW = "before issue 32", "now"
-FRONTIER_ARCHIVES = ((FRONTIER_BEFORE, "before32"), ("weights with 1 + count", "weights1_32"), (FRONTIER_NOW, ""))
+FRONTIER_ARCHIVES = (
+    (FRONTIER_BEFORE, FRONTIER_CELL, "before32"),
+    ("weights with 1 + count", FRONTIER_CELL, "weights1_32"),
+    (FRONTIER_NOW, FRONTIER_CELL, ""),
+    ("now, with the explore step and no std scaling", "grpo@frontier_explore10_noscale", ""),  # a candidate default
+)
 # what the frontier before issue 32 did where no run of it is stored
 FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values are more than its grid's 10^7 cells"}
 
@@ -282,9 +287,9 @@ FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values
 def frontier_table(results_dir: Path) -> str:
     """
     GRPO's frontier with nothing else set (``grpo@frontier_default``: ``start_states="frontier"``, a fresh time budget,
-    GRPO's defaults) on the sparse tasks and MountainCar-v0, before issue 32's archive (``before32/``) and now: per
-    env, the seeds whose deterministic evaluation reached the env's solve line at some checkpoint, when, and the final
-    scores.
+    GRPO's defaults) on the sparse tasks and MountainCar-v0, before issue 32's archive (``before32/``) and now, and
+    the candidate defaults beside them (:data:`FRONTIER_ARCHIVES`): per env, the seeds whose deterministic evaluation
+    reached the env's solve line at some checkpoint, when, and the final scores.
     """
     lines = [
         "| env | budget | frontier | solved at some evaluation | env steps to solve, per seed | final, per seed |",
@@ -293,8 +298,8 @@ def frontier_table(results_dir: Path) -> str:
     for env_id in [*benchmark.SPARSE_ENVS, "MountainCar-v0"]:
         budget = benchmark.ENVS[env_id]["budget"]
         stem = benchmark.file_stem(env_id)
-        for label, sub in FRONTIER_ARCHIVES:
-            folder = results_dir / FRONTIER_CELL / sub / stem / str(budget)
+        for label, cell, sub in FRONTIER_ARCHIVES:
+            folder = results_dir / cell / sub / stem / str(budget)
             runs = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
             if not runs:
                 what = FRONTIER_REFUSED.get(env_id, "not run yet") if label == FRONTIER_BEFORE else "not run yet"
