@@ -278,7 +278,7 @@ FRONTIER_ARCHIVES = (
     (FRONTIER_BEFORE, FRONTIER_CELL, "before32"),
     ("weights with 1 + count", FRONTIER_CELL, "weights1_32"),
     (FRONTIER_NOW, FRONTIER_CELL, ""),
-    ("now, with the explore step and no std scaling", "grpo@frontier_explore10_noscale", ""),  # a candidate default
+    ("now, without the std scaling", "grpo@frontier_noscale", ""),  # a candidate default
 )
 # what the frontier before issue 32 did where no run of it is stored
 FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values are more than its grid's 10^7 cells"}
