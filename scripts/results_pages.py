@@ -303,6 +303,7 @@ def frontier_table(results_dir: Path) -> str:
             runs = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
             if not runs:
                 what = FRONTIER_REFUSED.get(env_id, "not run yet") if label == FRONTIER_BEFORE else "not run yet"
+                what = what if cell == FRONTIER_CELL else "not run"  # a candidate stopped early (the page says why)
                 lines.append(f"| {env_id} | {budget:,} | {label} | {what} | | |")
                 continue
             steps = [r["steps_to_threshold"] for r in runs]
