@@ -420,8 +420,13 @@ def test_deep_sea_probe_follows_the_deterministic_policy_as_the_env_moves():
 
 def test_deep_sea_probe_records_and_its_table(tmp_path):
     probe = load_script("deep_sea_probe")
-    probe.main(["frontier_explore10_draws", "--set", "ent_coef=0.01", "scale_rewards=none", "--steps", "3000"])
     out = tmp_path / "probe.json"
+    probe.main(
+        ["frontier_explore10_draws", "--set", "ent_coef=0.01", "scale_rewards=none", "--steps", "1000", "--json", str(out)]
+    )
+    record = json.loads(out.read_text())  # the overrides on top of the variant, parsed as YAML values
+    assert record["overrides"] == ["ent_coef=0.01", "scale_rewards=none"]
+    assert record["hyperparams"]["ent_coef"] == "0.01" and record["hyperparams"]["scale_rewards"] == "none"
     probe.main(["frontier_explore10_draws", "--steps", "2000", "--every", "1", "--json", str(out)])
     record = json.loads(out.read_text())
     assert record["hyperparams"]["group_size"] == "4" and record["versions"]["commit"]
