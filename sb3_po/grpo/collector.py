@@ -25,7 +25,7 @@ from sb3_po.common.checks import check_int
 from sb3_po.common.vec_env_state import VecEnvStates, set_rows
 from sb3_po.grpo.branching import Branching
 from sb3_po.grpo.buffers import Episode, GroupRolloutBuffer
-from sb3_po.grpo.start_states import ResetStates, Start, StartStates
+from sb3_po.grpo.start_states import NO_CELL, ResetStates, Start, StartStates
 
 
 class GroupRolloutCollector:
@@ -132,7 +132,9 @@ class GroupRolloutCollector:
             if self.start_states.observes:
                 raw = new_obs if model._vec_normalize_env is None else model._vec_normalize_env.get_original_obs()
                 running = np.flatnonzero((run.slot_group >= 0) & ~dones)
-                self.start_states.observe(run.states, raw, running, np.asarray(rewards, dtype=np.float64))
+                raw_rewards = np.asarray(rewards, dtype=np.float64)
+                self.start_states.observe(run.states, raw, running, raw_rewards)
+                self.start_states.finish(np.flatnonzero((run.slot_group >= 0) & dones), raw_rewards)
             run.obs = new_obs
             if self.branching is not None:
                 dones = run.branch(dones)
@@ -158,13 +160,16 @@ class Group:
     score: float = 0.0  # the return from a reset to the start state (where the start-state strategy knows it)
     length: int = 0  # the env steps from that reset
     explore_steps: int = 0  # random actions from the drawn state before the members start (then 0)
+    cell: int = NO_CELL  # the start-state strategy's cell of the start state (NO_CELL: none known)
 
     @classmethod
     def drawn(cls, start: Start | None, size: int) -> "Group":
         """A group of ``size`` members from a drawn start state (None: a new reset state)."""
         if start is None:
             return cls(None, size)
-        return cls(start.state, size, score=start.score, length=start.length, explore_steps=start.explore_steps)
+        return cls(
+            start.state, size, score=start.score, length=start.length, explore_steps=start.explore_steps, cell=start.cell
+        )
 
     @property
     def full(self) -> bool:
@@ -229,7 +234,7 @@ class _Run:
             slots = [int(s) for s, t in zip(free, taken, strict=False) if t == g]
             if group.explore_steps:
                 self.explore(slots[0], group)
-            self.collector.start_states.begin(slots, group.score, group.length)
+            self.collector.start_states.begin(slots, group.score, group.length, group.cell)
             if group.start is None:
                 group.start, obs = self.states.new_start(slots[0])
                 set_rows(self.obs, slots[:1], obs)
@@ -258,7 +263,7 @@ class _Run:
         """
         strategy, states = self.collector.start_states, self.states
         states.restore([slot], group.start, self.collector.fresh_time_limit)
-        strategy.begin([slot], group.score, group.length)
+        strategy.begin([slot], group.score, group.length, group.cell)
         rewards = np.zeros(self.env.num_envs)
         ended = False
         for _ in range(group.explore_steps):
@@ -266,14 +271,16 @@ class _Run:
             obs, reward, terminated, truncated, _ = self.env.env_method("step", action, indices=[slot])[0]
             self.model.num_timesteps += 1
             self.explore_steps += 1
+            rewards[slot] = reward
             if terminated or truncated:
                 ended = True
+                strategy.finish(np.array([slot]), rewards)
                 break
-            rewards[slot] = reward
             strategy.observe(states, np.asarray(obs)[None].repeat(self.env.num_envs, axis=0), np.array([slot]), rewards)
         if not ended:
             group.start = states.get_state(slot)
             group.score, group.length = strategy.origin(slot)
+            group.cell = strategy.cell(slot)
         group.explore_steps = 0
 
     def add_group(self, group: Group) -> None:
@@ -294,7 +301,10 @@ class _Run:
                 start = self.states.get_state(int(slot))
                 seed = int(np.random.randint(2**31 - 1)) if branching.common_random_numbers else None
                 score, length = self.collector.start_states.origin(int(slot))
-                self.add_group(Group(start, branching.n_branches, seed=seed, branch=True, score=score, length=length))
+                cell = self.collector.start_states.cell(int(slot))
+                self.add_group(
+                    Group(start, branching.n_branches, seed=seed, branch=True, score=score, length=length, cell=cell)
+                )
                 self.n_branch_groups += 1
         # a branch ends after H steps: the member is done (its env goes on until the slot is restored)
         return dones | (self.is_branch & running & (self.buffer.pos - self.slot_start >= branching.horizon))

@@ -149,6 +149,12 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         random actions from the archive's state in one env (Go-Explore's explore step: the archive sees the states
         they reach, and the group starts from the last one); they count as env steps and are not trained on. 0: the
         members start from the archive's state and explore with the policy
+    :param frontier_backward: With ``"frontier"``: the share of the draws from the archive that take the backward
+        step of Salimans and Chen (2018): a cell one step before the cells the best episodes passed through (each cell
+        keeps the best return, from a reset, of an episode through it; "best": in the upper half between the cells'
+        median and the best), so that the start moves back from the reward a step at a time as the policy learns
+        to follow the path from there (:meth:`~sb3_po.grpo.start_states.FrontierArchive.backward_step`). The other
+        draws use Go-Explore's count weights over every cell. 0: count weights only
     :param fresh_time_limit: With ``"visited"``, ``"frontier"`` or branching: a group started from a saved state gets
         a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
@@ -226,6 +232,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         visited_pool_size: int = 1000,
         frontier_cells: int = 12,
         frontier_explore_steps: int = 0,
+        frontier_backward: float = 0.0,
         fresh_time_limit: bool | None = None,
         resample_groups: int = 0,
         branch_states: int = 0,
@@ -294,6 +301,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         self.visited_pool_size = visited_pool_size
         self.frontier_cells = frontier_cells
         self.frontier_explore_steps = frontier_explore_steps
+        self.frontier_backward = frontier_backward
         self.fresh_time_limit = fresh_time_limit
         self.resample_groups = resample_groups
         self.branch_states = branch_states
@@ -387,6 +395,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             self.visited_pool_size,
             self.frontier_cells,
             self.frontier_explore_steps,
+            self.frontier_backward,
             pool=getattr(self, "_visited_states", ()),
             archive=getattr(self, "_frontier_archive", None),
         )

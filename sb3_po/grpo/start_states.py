@@ -7,7 +7,8 @@ those it would ignore; :func:`make_start_states` builds the one a model asks for
   uniformly, so that groups branch mid-episode;
 - ``"frontier"`` (:class:`FrontierStates`): a fraction of groups from a Go-Explore archive, the best state of each
   cell of a grid over the observed range of the observations, rarely seen cells preferred (Ecoffet et al. 2021; for
-  sparse rewards).
+  sparse rewards); optionally a share of those draws takes the backward step (Salimans and Chen 2018): the cells
+  one step before the cells the best episodes passed through.
 
 A group started from a saved state carries the state's elapsed steps with it unless ``fresh_time_limit`` (GRPO's
 default with ``"frontier"``).
@@ -30,7 +31,12 @@ START_STATES = ("reset", "visited", "frontier")
 
 # GRPO's defaults of the strategies' settings: a setting the chosen strategy does not use must keep its default
 DEFAULTS: dict[str, Any] = dict(
-    visited_fraction=0.5, visited_capture_prob=0.02, visited_pool_size=1000, frontier_cells=12, frontier_explore_steps=0
+    visited_fraction=0.5,
+    visited_capture_prob=0.02,
+    visited_pool_size=1000,
+    frontier_cells=12,
+    frontier_explore_steps=0,
+    frontier_backward=0.0,
 )
 _USED_BY = dict(
     visited_fraction="start_states='visited' and 'frontier'",
@@ -38,12 +44,18 @@ _USED_BY = dict(
     visited_pool_size="start_states='visited'",
     frontier_cells="start_states='frontier'",
     frontier_explore_steps="start_states='frontier'",
+    frontier_backward="start_states='frontier'",
 )
 _USES = dict(
     reset=(),
     visited=("visited_fraction", "visited_capture_prob", "visited_pool_size"),
-    frontier=("visited_fraction", "frontier_cells", "frontier_explore_steps"),
+    frontier=("visited_fraction", "frontier_cells", "frontier_explore_steps", "frontier_backward"),
 )
+
+
+# "No cell" (a reset state, or a slot without a member): cells are grid indices or 64-bit hashes (any int64), so the
+# smallest int64 stands for none (a hash meets it with a chance of 2^-64)
+NO_CELL = -(2**63)
 
 
 class Start(NamedTuple):
@@ -53,6 +65,7 @@ class Start(NamedTuple):
     score: float = 0.0  # the return (raw rewards) from a reset to the state
     length: int = 0  # the env steps from that reset
     explore_steps: int = 0  # uniformly random actions to take from the state before the group starts (Go-Explore)
+    cell: int = NO_CELL  # the archive cell of the state (NO_CELL: none, a reset state)
 
 
 class StartStates:
@@ -65,18 +78,28 @@ class StartStates:
         """A saved start state, or None for a new reset state."""
         return None
 
-    def begin(self, slots: list[int], score: float, length: int) -> None:
-        """Members start in ``slots`` from a state reached from a reset with return ``score`` in ``length`` steps."""
+    def begin(self, slots: list[int], score: float, length: int, cell: int = NO_CELL) -> None:
+        """
+        Members start in ``slots`` from a state reached from a reset with return ``score`` in ``length`` steps, in
+        the strategy's ``cell`` (:data:`NO_CELL`: none known, e.g. a reset state).
+        """
 
     def origin(self, slot: int) -> tuple[float, int]:
         """The return and steps from a reset of the member running in ``slot`` (where the strategy tracks them)."""
         return 0.0, 0
+
+    def cell(self, slot: int) -> int:
+        """The strategy's cell of the state the member in ``slot`` is in (:data:`NO_CELL`: none)."""
+        return NO_CELL
 
     def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
         """
         After a step: ``running`` are the slots whose member goes on from ``observations`` (their raw observations);
         ``rewards`` are every slot's raw rewards of the step.
         """
+
+    def finish(self, slots: np.ndarray, rewards: np.ndarray) -> None:
+        """The members in ``slots`` ended their episodes (``observes`` only); ``rewards``: every slot's last rewards."""
 
     def record(self, logger: Logger) -> None:
         """Log the strategy's state after a rollout (``rollout/...`` keys)."""
@@ -123,6 +146,9 @@ CHOSEN_WEIGHT, SEEN_WEIGHT, COUNT_EPSILON, WEIGHT_EPSILON = 0.1, 0.3, 0.001, 0.0
 # The archive's size limit: past it the grid is made coarser (half the cells per dimension), merging cells, as
 # Go-Explore's dynamic downscaling keeps its number of cells in bounds
 FRONTIER_MAX_CELLS = 10_000
+# The backward step's cells of the best episodes: those whose best episode return lies in the upper half between the
+# archive's median and its best (so a single lucky episode does not make its whole path look like the best one)
+BEST_EPISODES_QUANTILE = 0.5
 # When an observation falls outside the range the cells are cut from, the range grows to it and a quarter more
 # (geometric growth: a handful of re-binnings while the policy reaches further)
 RANGE_MARGIN = 0.25
@@ -145,6 +171,9 @@ class FrontierArchive:
     :param seen: How often a running member was in each cell
     :param chosen: How often each entry was drawn as a start state
     :param states: Each entry's saved env state
+    :param parents: The cell each entry's state was reached from (the step before on the path to it; NO_CELL: a reset)
+    :param finals: The best episode return (raw rewards from a reset, through earlier restarts) of an episode that
+        passed through each cell (-inf: none ended yet)
     """
 
     n_cells: int
@@ -157,15 +186,46 @@ class FrontierArchive:
     seen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     chosen: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     states: list[Any] = field(default_factory=list)
+    parents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    finals: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.states)
 
-    def weights(self) -> np.ndarray:
-        """Each entry's selection probability (Go-Explore's count weights, normalised)."""
-        w = CHOSEN_WEIGHT / np.sqrt(self.chosen + COUNT_EPSILON) + SEEN_WEIGHT / np.sqrt(self.seen + COUNT_EPSILON)
+    def weights(self, entries: np.ndarray | None = None) -> np.ndarray:
+        """
+        Each entry's selection probability (Go-Explore's count weights, normalised), over ``entries`` only where
+        given (in their order).
+        """
+        chosen, seen = (self.chosen, self.seen) if entries is None else (self.chosen[entries], self.seen[entries])
+        w = CHOSEN_WEIGHT / np.sqrt(chosen + COUNT_EPSILON) + SEEN_WEIGHT / np.sqrt(seen + COUNT_EPSILON)
         w = w + WEIGHT_EPSILON
         return w / w.sum()
+
+    def best_episodes(self) -> np.ndarray:
+        """
+        Whether each cell lies on the best episodes: its best episode return (``finals``) is in the upper half
+        between the median over the cells some episode ended through and the best (none while they all agree).
+        """
+        ended = np.isfinite(self.finals)
+        if not ended.any():
+            return ended
+        best, median = self.finals[ended].max(), np.median(self.finals[ended])
+        if best <= median:
+            return np.zeros(len(self), dtype=bool)
+        return ended & (self.finals >= median + BEST_EPISODES_QUANTILE * (best - median))
+
+    def backward_step(self) -> np.ndarray:
+        """
+        The backward step of Salimans and Chen (2018): the entries one step before the best episodes' cells (the
+        parents of :meth:`best_episodes`' cells) that are not such cells themselves, as entry indices. A group
+        started there has one step to learn before it joins a path the policy already follows to the best return.
+        """
+        on_best = self.best_episodes()
+        parents = np.unique(self.parents[on_best])
+        entry = np.minimum(np.searchsorted(self.keys, parents), max(len(self) - 1, 0))
+        found = entry[(parents != NO_CELL) & (self.keys[entry] == parents)] if len(self) else entry[:0]
+        return np.unique(found[~on_best[found]])
 
 
 def cell_multipliers(n_cells: int, n_dims: int) -> np.ndarray:
@@ -197,21 +257,35 @@ class FrontierStates(StartStates):
     :param n_dims: Values per observation
     :param n_cells: Cells per observation dimension
     :param archive: The archive to go on with (a loaded model's), or None for a new one
+    :param explore_steps: Uniformly random actions from a drawn state before the group starts there (Go-Explore)
+    :param backward: The share of draws from the archive that take the backward step (:meth:`FrontierArchive.
+        backward_step`; the others, and all while it has no entries, by Go-Explore's count weights over every cell)
     """
 
     observes = True
 
     def __init__(
-        self, fraction: float, n_dims: int, n_cells: int, archive: FrontierArchive | None = None, explore_steps: int = 0
+        self,
+        fraction: float,
+        n_dims: int,
+        n_cells: int,
+        archive: FrontierArchive | None = None,
+        explore_steps: int = 0,
+        backward: float = 0.0,
     ):
         if not 0 <= fraction <= 1:
             raise ValueError("visited_fraction must lie in [0, 1]")
-        self.fraction, self.n_dims, self.explore_steps = fraction, n_dims, explore_steps
+        if not 0 <= backward <= 1:
+            raise ValueError("frontier_backward must lie in [0, 1]")
+        self.fraction, self.n_dims, self.explore_steps, self.backward = fraction, n_dims, explore_steps, backward
         self.archive = FrontierArchive(n_cells) if archive is None else archive
         if self.archive.observations.shape[1:] != (n_dims,):
             self.archive.observations = np.zeros((0, n_dims))
         # the return and steps from a reset of the member in each slot (slots are sized on the first observation)
         self.slot_score, self.slot_length = np.zeros(0), np.zeros(0, dtype=np.int64)
+        # each slot's cell now (NO_CELL: none) and the cells its member's episode passed through (its start's first)
+        self.slot_cell = np.zeros(0, dtype=np.int64)
+        self.paths, self.path_length = np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
         self._grid: tuple[np.ndarray, np.ndarray] | None = None  # cells()'s terms for the grid now; None: stale
 
     def cells(self, observations: np.ndarray) -> np.ndarray:
@@ -228,18 +302,45 @@ class FrontierStates(StartStates):
 
     def draw(self) -> Start | None:
         archive = self.archive
-        if len(archive) and np.random.random() < self.fraction:
+        if not len(archive) or np.random.random() >= self.fraction:
+            return None
+        entries = archive.backward_step() if self.backward and np.random.random() < self.backward else np.zeros(0)
+        if len(entries):
+            entry = int(np.random.choice(entries, p=archive.weights(entries)))
+        else:
             entry = int(np.random.choice(len(archive), p=archive.weights()))
-            archive.chosen[entry] += 1
-            return Start(archive.states[entry], float(archive.scores[entry]), int(archive.lengths[entry]), self.explore_steps)
-        return None
+        archive.chosen[entry] += 1
+        return Start(
+            archive.states[entry],
+            float(archive.scores[entry]),
+            int(archive.lengths[entry]),
+            self.explore_steps,
+            int(archive.keys[entry]),
+        )
 
-    def begin(self, slots: list[int], score: float, length: int) -> None:
+    def begin(self, slots: list[int], score: float, length: int, cell: int = NO_CELL) -> None:
         self._size_slots(max(slots) + 1)
-        self.slot_score[slots], self.slot_length[slots] = score, length
+        self.slot_score[slots], self.slot_length[slots], self.slot_cell[slots] = score, length, cell
+        self.path_length[slots] = 0
+        if cell != NO_CELL:
+            self._extend_paths(np.asarray(slots), np.full(len(slots), cell))
 
     def origin(self, slot: int) -> tuple[float, int]:
         return float(self.slot_score[slot]), int(self.slot_length[slot])
+
+    def cell(self, slot: int) -> int:
+        return int(self.slot_cell[slot])
+
+    def finish(self, slots: np.ndarray, rewards: np.ndarray) -> None:
+        """Each cell the ended episodes passed through keeps the best episode return (from a reset) through it."""
+        archive = self.archive
+        for slot in slots:
+            path = self.paths[slot, : self.path_length[slot]]
+            if len(path) and len(archive):
+                entry = np.minimum(np.searchsorted(archive.keys, path), len(archive) - 1)
+                entry = entry[archive.keys[entry] == path]
+                np.maximum.at(archive.finals, entry, self.slot_score[slot] + rewards[slot])
+            self.path_length[slot] = 0
 
     def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
         """Count the running slots' cells; a new cell keeps the best state that reached it, a known one a better one."""
@@ -253,7 +354,9 @@ class FrontierStates(StartStates):
         if archive.low is None or (obs < archive.low).any() or (obs > archive.high).any():
             self._widen(obs)
         cells = self.cells(obs)
-        score, length = self.slot_score[running], self.slot_length[running]
+        score, length, parents = self.slot_score[running], self.slot_length[running], self.slot_cell[running]
+        self.slot_cell[running] = cells
+        self._extend_paths(running, cells)
         known = np.zeros(len(cells), dtype=bool)
         if len(archive):  # the archive is sorted by cell
             entry = np.minimum(np.searchsorted(archive.keys, cells), len(archive) - 1)
@@ -266,6 +369,7 @@ class FrontierStates(StartStates):
                 if better(score[i], length[i], archive.scores[e], archive.lengths[e]):
                     archive.states[e] = states.get_state(int(running[i]))
                     archive.observations[e], archive.scores[e], archive.lengths[e] = obs[i], score[i], length[i]
+                    archive.parents[e] = parents[i]
         # new cells: the best member in each keeps its state
         new = np.flatnonzero(~known)
         if len(new):
@@ -279,6 +383,7 @@ class FrontierStates(StartStates):
                 length[first],
                 counts,
                 [states.get_state(int(running[i])) for i in first],
+                parents[first],
             )
             while len(archive) > FRONTIER_MAX_CELLS and archive.n_cells > 1:
                 archive.n_cells = max(1, archive.n_cells // 2)
@@ -286,12 +391,26 @@ class FrontierStates(StartStates):
 
     def record(self, logger: Logger) -> None:
         logger.record("rollout/frontier_cells", len(self.archive))
+        if self.backward:
+            logger.record("rollout/frontier_best_cells", int(self.archive.best_episodes().sum()))
+            logger.record("rollout/frontier_backward_cells", len(self.archive.backward_step()))
 
     def _size_slots(self, n: int) -> None:
         if len(self.slot_score) < n:
             grow = n - len(self.slot_score)
             self.slot_score = np.concatenate([self.slot_score, np.zeros(grow)])
             self.slot_length = np.concatenate([self.slot_length, np.zeros(grow, dtype=np.int64)])
+            self.slot_cell = np.concatenate([self.slot_cell, np.full(grow, NO_CELL, dtype=np.int64)])
+            self.paths = np.concatenate([self.paths, np.zeros((grow, self.paths.shape[1]), dtype=np.int64)])
+            self.path_length = np.concatenate([self.path_length, np.zeros(grow, dtype=np.int64)])
+
+    def _extend_paths(self, slots: np.ndarray, cells: np.ndarray) -> None:
+        """Append ``cells`` to the paths of ``slots`` (the paths' room doubles when one is full)."""
+        if self.path_length[slots].max(initial=0) >= self.paths.shape[1]:
+            room = max(64, 2 * self.paths.shape[1])
+            self.paths = np.concatenate([self.paths, np.zeros((len(self.paths), room), dtype=np.int64)], axis=1)
+        self.paths[slots, self.path_length[slots]] = cells
+        self.path_length[slots] += 1
 
     def _append(
         self,
@@ -301,8 +420,11 @@ class FrontierStates(StartStates):
         lengths: np.ndarray,
         seen: np.ndarray,
         states: list[Any],
+        parents: np.ndarray,
     ) -> None:
         archive = self.archive
+        archive.parents = np.concatenate([archive.parents, parents])
+        archive.finals = np.concatenate([archive.finals, np.full(len(keys), -np.inf)])
         archive.keys = np.concatenate([archive.keys, keys])
         archive.observations = np.concatenate([archive.observations, observations])
         archive.scores = np.concatenate([archive.scores, scores])
@@ -319,6 +441,7 @@ class FrontierStates(StartStates):
         archive.keys, archive.observations = archive.keys[entries], archive.observations[entries]
         archive.scores, archive.lengths = archive.scores[entries], archive.lengths[entries]
         archive.seen, archive.chosen = archive.seen[entries], archive.chosen[entries]
+        archive.parents, archive.finals = archive.parents[entries], archive.finals[entries]
         archive.states = [archive.states[i] for i in entries]
 
     def _widen(self, observations: np.ndarray) -> None:
@@ -340,14 +463,25 @@ class FrontierStates(StartStates):
         self._grid = None
         if not len(archive):
             return
-        keys = self.cells(archive.observations)
+        old_keys, keys = archive.keys, self.cells(archive.observations)
         order = np.lexsort((archive.lengths, -archive.scores, keys))  # by cell, the best entry first
         unique, first, inverse = np.unique(keys[order], return_index=True, return_inverse=True)
         seen, chosen = np.zeros(len(unique), dtype=np.int64), np.zeros(len(unique), dtype=np.int64)
+        finals = np.full(len(unique), -np.inf)
         np.add.at(seen, inverse, archive.seen[order])
         np.add.at(chosen, inverse, archive.chosen[order])
+        np.maximum.at(finals, inverse, archive.finals[order])
         self._take(order[first])  # sorted by cell: np.unique's order
-        archive.keys, archive.seen, archive.chosen = unique, seen, chosen
+        archive.keys, archive.seen, archive.chosen, archive.finals = unique, seen, chosen, finals
+
+        def renamed(old: np.ndarray) -> np.ndarray:
+            """Old cells' keys as the new grid's (an entry's cell: its observation's; unknown keys: NO_CELL)."""
+            at = np.minimum(np.searchsorted(old_keys, old), len(old_keys) - 1)
+            return np.where((old != NO_CELL) & (old_keys[at] == old), keys[at], NO_CELL)
+
+        archive.parents = renamed(archive.parents)
+        self.slot_cell = renamed(self.slot_cell)
+        self.paths = renamed(self.paths)
 
 
 def check_start_states(kind: str, **settings: Any) -> None:
@@ -369,6 +503,7 @@ def make_start_states(
     visited_pool_size: int = DEFAULTS["visited_pool_size"],
     frontier_cells: int = DEFAULTS["frontier_cells"],
     frontier_explore_steps: int = DEFAULTS["frontier_explore_steps"],
+    frontier_backward: float = DEFAULTS["frontier_backward"],
     pool: Any = (),
     archive: Any = None,
 ) -> StartStates:
@@ -383,6 +518,7 @@ def make_start_states(
         visited_pool_size=visited_pool_size,
         frontier_cells=frontier_cells,
         frontier_explore_steps=frontier_explore_steps,
+        frontier_backward=frontier_backward,
     )
     if kind == "visited":
         return VisitedStates(visited_fraction, visited_capture_prob, deque(pool, maxlen=visited_pool_size))
@@ -406,5 +542,12 @@ def make_start_states(
                 stacklevel=3,
             )
             archive = None
-        return FrontierStates(visited_fraction, n_dims, frontier_cells, archive, frontier_explore_steps)
+        if archive is not None and not hasattr(archive, "finals"):
+            warnings.warn(
+                "GRPO: the saved frontier archive predates the backward step (no parents or episode returns per "
+                "cell); the loaded model starts a new archive",
+                stacklevel=3,
+            )
+            archive = None
+        return FrontierStates(visited_fraction, n_dims, frontier_cells, archive, frontier_explore_steps, frontier_backward)
     return ResetStates()

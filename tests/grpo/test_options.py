@@ -113,6 +113,8 @@ CASES = [
     ("frontier_cells", 3, FRONTIER, "toy"),
     ("frontier_explore_steps", 2, {}, "toy"),
     ("frontier_explore_steps", 2, FRONTIER, "toy"),
+    ("frontier_backward", 1.0, {}, "toy"),
+    ("frontier_backward", 1.0, FRONTIER, "toy"),
     ("fresh_time_limit", True, {}, "toy"),
     ("fresh_time_limit", True, VISITED, "toy"),
     ("resample_groups", 4, {}, "sparse"),

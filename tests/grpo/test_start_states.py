@@ -6,7 +6,7 @@ import pytest
 from gymnasium import spaces
 
 from sb3_po.grpo import start_states
-from sb3_po.grpo.start_states import FrontierStates, make_start_states
+from sb3_po.grpo.start_states import NO_CELL, FrontierStates, make_start_states
 
 
 class Slots:
@@ -133,3 +133,86 @@ def test_an_archive_saved_before_this_format_is_replaced_with_a_warning():
     with pytest.warns(UserWarning, match="older format"):
         strategy = make_start_states("frontier", spaces.Box(0, 1, (1,)), archive=dict(visits=np.zeros(12), states={}))
     assert isinstance(strategy, FrontierStates) and len(strategy.archive) == 0
+
+
+def test_each_cell_keeps_its_parent_and_the_best_episode_return_through_it():
+    strategy, slots = frontier(n_cells=8), Slots(2)
+    strategy.begin([0, 1], 0.0, 0)
+    step(strategy, slots, [0.0, 7.0], [0.0, 0.0], ["a", "h"])  # cells 0 and 7 (range [0, 7], cells of width 7/8)
+    step(strategy, slots, [1.0, 6.0], [1.0, 0.0], ["b", "g"])  # cells 1 and 6
+    archive = strategy.archive
+    key = dict(zip(archive.states, archive.keys.tolist(), strict=True))
+    parent = dict(zip(archive.states, archive.parents.tolist(), strict=True))
+    # a reset start has no cell: the first cells' parent is NO_CELL; then each the cell before on the member's path
+    assert parent == {"a": NO_CELL, "h": NO_CELL, "b": key["a"], "g": key["h"]}
+    assert np.isneginf(archive.finals).all()  # no episode ended yet
+    # slot 0 ends with a last reward of 3 (return 1 + 3 = 4), slot 1 with -2 (return -2): each cell of a path keeps it
+    strategy.finish(np.array([0, 1]), np.array([3.0, -2.0]))
+    finals = dict(zip(archive.states, archive.finals.tolist(), strict=True))
+    assert finals == {"a": 4.0, "b": 4.0, "h": -2.0, "g": -2.0}
+    # a member restored into cell "b" (return 1 from its reset) that ends with return 10 more: "b" keeps 11, the
+    # start's cell included; "a" (not on this episode's path) keeps 4; a worse episode changes nothing
+    strategy.begin([0], 1.0, 1, key["b"])
+    step(strategy, slots, [2.0, 0.0], [0.0, 0.0], ["c", "x"])
+    strategy.finish(np.array([0]), np.array([10.0, 0.0]))
+    strategy.begin([0], 0.0, 0, key["b"])
+    strategy.finish(np.array([0]), np.array([-50.0, 0.0]))
+    finals = dict(zip(archive.states, archive.finals.tolist(), strict=True))
+    assert finals["b"] == 11.0 and finals["c"] == 11.0 and finals["a"] == 4.0
+    assert dict(zip(archive.states, archive.parents.tolist(), strict=True))["c"] == key["b"]
+
+
+def chain_archive(finals):
+    """An archive of a chain of cells 0 -> 1 -> ... (each reached from the one before) with these best returns."""
+    strategy, slots = frontier(n_cells=len(finals)), Slots(1)
+    strategy.begin([0], 0.0, 0)
+    for i in range(len(finals)):
+        step(strategy, slots, [float(i)], [0.0], [i])
+    strategy.archive.finals[:] = finals
+    return strategy
+
+
+def test_the_backward_step_is_the_cells_one_step_before_the_best_episodes():
+    # cells 0..5 in a chain; the best episodes passed through cells 3-5 (return 1), the others ended with 0
+    strategy = chain_archive([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    archive = strategy.archive
+    # median 0.5, best 1: the best episodes' cells are those at 0.75 or more
+    assert archive.best_episodes().tolist() == [False, False, False, True, True, True]
+    # the parents of cells 3-5 are cells 2-4; 3 and 4 are on the best episodes themselves: the step back is cell 2
+    assert [archive.states[e] for e in archive.backward_step()] == [2]
+    # none while the returns agree, or no episode ended
+    assert len(chain_archive([0.0] * 6).archive.backward_step()) == 0
+    assert len(chain_archive([-np.inf] * 6).archive.backward_step()) == 0
+    # a single lucky cell above a spread of returns: only the cells in the upper half between median and best count
+    lucky = chain_archive([0.0, 1.0, 2.0, 3.0, 4.0, 10.0]).archive
+    assert lucky.best_episodes().tolist() == [False, False, False, False, False, True]
+    assert [lucky.states[e] for e in lucky.backward_step()] == [4]
+
+
+def test_draws_take_the_backward_step_at_their_share():
+    strategy = chain_archive([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    strategy.backward = 0.5
+    np.random.seed(0)
+    draws = [strategy.draw() for _ in range(2000)]
+    share = np.mean([d.state == 2 for d in draws])
+    # half the draws take the step back (cell 2); the rest spread over all six cells by count weights, cell 2 among
+    # them: about 0.5 + 0.5 / 6 with equal weights, less as cell 2's choices pile up
+    assert 0.5 < share < 0.5 + 0.5 / 6 + 0.03
+    # a drawn start carries its cell, so that a group's episodes through it count for it
+    assert all(d.cell == strategy.archive.keys[d.state] for d in draws)
+    strategy.backward = 0.0
+    assert np.mean([strategy.draw().state == 2 for _ in range(2000)]) < 0.2
+
+
+def test_re_binning_renames_the_parents_and_the_paths():
+    strategy, slots = frontier(n_cells=4), Slots(1)
+    strategy.begin([0], 0.0, 0)
+    step(strategy, slots, [0.0], [0.0], ["a"])
+    step(strategy, slots, [1.0], [0.0], ["b"])
+    step(strategy, slots, [3.0], [0.0], ["c"])  # the range grows: the cells are cut again, "a" and "b" apart still
+    archive = strategy.archive
+    key = dict(zip(archive.states, archive.keys.tolist(), strict=True))
+    parent = dict(zip(archive.states, archive.parents.tolist(), strict=True))
+    assert parent == {"a": NO_CELL, "b": key["a"], "c": key["b"]}
+    strategy.finish(np.array([0]), np.array([1.0]))  # the path (a, b, c) in the new grid's cells
+    assert archive.finals.tolist() == [1.0, 1.0, 1.0]
