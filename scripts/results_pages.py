@@ -17,7 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -277,8 +277,9 @@ FRONTIER_BEFORE, FRONTIER_NOW = "before issue 32", "now"
 FRONTIER_ARCHIVES = (
     (FRONTIER_BEFORE, FRONTIER_CELL, "before32"),
     ("weights with 1 + count", FRONTIER_CELL, "weights1_32"),
-    (FRONTIER_NOW, FRONTIER_CELL, ""),
-    ("now, without the std scaling", "grpo@frontier_noscale", ""),  # a candidate default
+    ("issue 32's archive, no backward step", FRONTIER_CELL, "before_backward"),
+    ("that without the std scaling", "grpo@frontier_noscale", ""),  # a candidate default, stopped
+    (FRONTIER_NOW, FRONTIER_CELL, ""),  # the backward step without the std scaling (grpo@frontier_backward_noscale)
 )
 # what the frontier before issue 32 did where no run of it is stored
 FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values are more than its grid's 10^7 cells"}
@@ -287,8 +288,9 @@ FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values
 def frontier_table(results_dir: Path) -> str:
     """
     GRPO's frontier with nothing else set (``grpo@frontier_default``: ``start_states="frontier"``, a fresh time budget,
-    GRPO's defaults) on the sparse tasks and MountainCar-v0, before issue 32's archive (``before32/``) and now, and
-    the candidate defaults beside them (:data:`FRONTIER_ARCHIVES`): per env, the seeds whose deterministic evaluation
+    GRPO's defaults) on the sparse tasks and MountainCar-v0, before issue 32's archive (``before32/``), before the
+    backward step (``before_backward/``) and now, and the candidate defaults beside them (:data:`FRONTIER_ARCHIVES`):
+    per env, the seeds whose deterministic evaluation
     reached the env's solve line at some checkpoint, when, and the final scores.
     """
     lines = [
@@ -317,6 +319,18 @@ def frontier_table(results_dir: Path) -> str:
 DEEP_SEA_CHECKPOINTS = (50_000, 100_000, 200_000, 400_000)
 
 
+def probe_frontier(probe: dict[str, Any]) -> dict[str, Any]:
+    """
+    A deep-sea probe's frontier settings as used: recorded since the backward step became the default; for earlier
+    probes, the values its variant and overrides set, else the defaults of the time (no backward step, ``scale_rewards``
+    group).
+    """
+    if "frontier" in probe:
+        return probe["frontier"]
+    given = {**probe["hyperparams"], **dict(o.split("=", 1) for o in probe["overrides"])}
+    return dict(backward=float(given.get("frontier_backward", 0.0)), scale_rewards=given.get("scale_rewards", "group"))
+
+
 def deep_sea_table(results_dir: Path) -> str:
     """
     ``scripts/deep_sea_probe.py``'s measurements (``benchmark_results/diagnostics/deep_sea/*.json``): per probe, at
@@ -333,7 +347,12 @@ def deep_sea_table(results_dir: Path) -> str:
     ]
     for path in paths:
         d = json.loads(path.read_text())
-        name = f"`{d['variant']}`" + "".join(f" `{o}`" for o in d["overrides"]) + f" ({d['seed']})"
+        frontier = probe_frontier(d)
+        name = (
+            f"`{d['variant']}`"
+            + "".join(f" `{o}`" for o in d["overrides"])
+            + f" ({d['seed']}; backward {frontier['backward']:g}, scale {frontier['scale_rewards']})"
+        )
         records = d["records"]
         for checkpoint in DEEP_SEA_CHECKPOINTS:
             row = next((r for r in records if r["env_steps"] >= checkpoint), None)

@@ -26,7 +26,7 @@ from sb3_po.grpo.buffers import GroupRolloutBuffer
 from sb3_po.grpo.collector import GroupRolloutCollector, Rollout
 from sb3_po.grpo.kl_penalty import KLPenalty
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
-from sb3_po.grpo.start_states import StartStates, make_start_states
+from sb3_po.grpo.start_states import StartStates, default_scale_rewards, make_start_states
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
 
@@ -123,7 +123,11 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param scale_rewards: What the advantages are divided by: the std of the ``"group"``, of the ``"batch"`` (the
         rollout's groups together: refused with ``n_groups=1`` and no branching, where it is the group), or
         ``"none"`` (outcome: with ``advantage="mean_std"`` only; ``step_rloo``: the std of the *other* members' /
-        groups' advantages, which keeps it unbiased; ``process``: the std of the rewards)
+        groups' advantages, which keeps it unbiased; ``process``: the std of the rewards). None (default):
+        ``"group"``, except ``"none"`` with ``start_states="frontier"`` where the estimator scales (the built-in
+        per-step estimators and ``process``; ``outcome`` with ``advantage="mean_std"``): a group whose members all
+        miss a sparse reward differs only by small costs, which its std would blow up to the size of the reward
+        (:func:`default_scale_rewards`)
     :param softmax_temperature: b of the softmax-relative advantage (``advantage="softmax"`` only)
     :param loss_type: ``"step"`` (mean over all steps), ``"episode"`` (the paper's per-episode mean, then mean
         over episodes) or ``"dr_grpo"`` (sum over steps divided by a constant: episodes x ``loss_normalizer``)
@@ -154,7 +158,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         keeps the best return, from a reset, of an episode through it; "best": in the upper half between the cells'
         median and the best), so that the start moves back from the reward a step at a time as the policy learns
         to follow the path from there (:meth:`~sb3_po.grpo.start_states.FrontierArchive.backward_step`). The other
-        draws use Go-Explore's count weights over every cell. 0: count weights only
+        draws use Go-Explore's count weights over every cell. 0: count weights only. The default, 0.5, with
+        ``scale_rewards``'s frontier default (``"none"``) is the frontier configuration issue 32's sparse tasks chose
     :param fresh_time_limit: With ``"visited"``, ``"frontier"`` or branching: a group started from a saved state gets
         a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
@@ -217,7 +222,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         supervision: str | type[GroupAdvantage] = "step_mean",
         supervision_kwargs: dict[str, Any] | None = None,
         advantage: str = "mean_std",
-        scale_rewards: str = "group",
+        scale_rewards: str | None = None,
         softmax_temperature: float = 1.0,
         loss_type: str = "step",
         loss_normalizer: int | None = None,
@@ -232,7 +237,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         visited_pool_size: int = 1000,
         frontier_cells: int = 12,
         frontier_explore_steps: int = 0,
-        frontier_backward: float = 0.0,
+        frontier_backward: float = 0.5,
         fresh_time_limit: bool | None = None,
         resample_groups: int = 0,
         branch_states: int = 0,
@@ -355,13 +360,15 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             # branch scoring is outcome supervision with the model's settings: it uses advantage and the temperature
             used_elsewhere=("advantage", "temperature") if branching else (),
             gamma=self.gamma,
-            scale_rewards=self.scale_rewards,
+            scale_rewards=self.resolved_scale_rewards,
             advantage=self.advantage,
             temperature=self.softmax_temperature,
         )
         branch_estimator = None
         if branching:
-            branch_estimator = OutcomeAdvantage(self.gamma, self.scale_rewards, self.advantage, self.softmax_temperature)
+            branch_estimator = OutcomeAdvantage(
+                self.gamma, self.resolved_scale_rewards, self.advantage, self.softmax_temperature
+            )
         self.rollout_buffer = GroupRolloutBuffer(
             self.observation_space,
             self.action_space,
@@ -426,7 +433,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
                 f"GRPO: clip_range_upper must be > 0 (the interval's upper end is 1 + it), got {clip_range_upper!r}"
             )
         if (
-            self.scale_rewards == "batch"
+            self.resolved_scale_rewards == "batch"
             and self.n_groups == 1
             and self.branch_states == 0
             and isinstance(self.supervision, str)
@@ -441,6 +448,13 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             raise ValueError(
                 f"GRPO: sde_sample_freq={self.sde_sample_freq!r} is used by gSDE (use_sde=True); use_sde=False would ignore it"
             )
+
+    @property
+    def resolved_scale_rewards(self) -> str:
+        """``scale_rewards`` as used: the value given, or where None the default for the start states and estimator."""
+        if self.scale_rewards is not None:
+            return self.scale_rewards
+        return default_scale_rewards(self.start_states, self.supervision, self.advantage)
 
     def _excluded_save_params(self) -> list[str]:
         # rebuilt by _setup_model; the last rollout's record holds observations of envs that are not saved

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = dict(
     visited_pool_size=1000,
     frontier_cells=12,
     frontier_explore_steps=0,
-    frontier_backward=0.0,
+    frontier_backward=0.5,
 )
 _USED_BY = dict(
     visited_fraction="start_states='visited' and 'frontier'",
@@ -482,6 +482,22 @@ class FrontierStates(StartStates):
         archive.parents = renamed(archive.parents)
         self.slot_cell = renamed(self.slot_cell)
         self.paths = renamed(self.paths)
+
+
+# The built-in estimators that divide by a std (``scale_rewards``); outcome only with advantage="mean_std"
+SCALING_SUPERVISIONS = ("step_mean", "step_rloo", "process")
+
+
+def default_scale_rewards(kind: str, supervision: Any, advantage: str) -> str:
+    """
+    GRPO's ``scale_rewards`` when left at None: ``"none"`` with the frontier (``kind="frontier"``) where the estimator
+    scales (the built-in per-step estimators and ``process``; ``outcome`` with ``advantage="mean_std"``), else
+    ``"group"``. On a sparse task most groups' members all miss the reward and differ only by small costs (the deep
+    sea's cost of moving right); divided by the group's std those become as large as the reward and teach the policy
+    to avoid the way to it before the archive gets there (issue 32's deep-sea probe).
+    """
+    scales = supervision in SCALING_SUPERVISIONS or (supervision == "outcome" and advantage == "mean_std")
+    return "none" if kind == "frontier" and scales else "group"
 
 
 def check_start_states(kind: str, **settings: Any) -> None:

@@ -15,6 +15,7 @@ from sb3_po.common.env_util import make_restorable_atari_env
 from sb3_po.common.policies import ZeroBaseline
 from sb3_po.common.vec_env_state import VecEnvStates
 from sb3_po.grpo.advantages import group_advantages
+from tests.envs import DeepSea
 
 
 class StartEnv(gym.Env):
@@ -483,6 +484,43 @@ def test_frontier_gives_a_fresh_time_budget_by_default():
     visited = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="visited", device="cpu")
     assert frontier.collector.fresh_time_limit is True and visited.collector.fresh_time_limit is False
     assert frontier.fresh_time_limit is None  # the constructor's value is kept (saved) as given
+
+
+def test_the_frontiers_defaults_are_the_backward_step_without_the_std_scaling():
+    def settings(**kwargs):
+        model = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, device="cpu", **kwargs)
+        return model.rollout_buffer.advantage_estimator.scale_rewards, getattr(model.start_state_strategy, "backward", None)
+
+    assert settings(start_states="frontier") == ("none", 0.5)  # the frontier's default (issue 32)
+    assert settings()[0] == "group" and settings(start_states="visited")[0] == "group"
+    # a value given is kept; outcome supervision scales only with advantage="mean_std": elsewhere "group" (unused)
+    assert settings(start_states="frontier", scale_rewards="group", frontier_backward=0.0) == ("group", 0.0)
+    assert settings(start_states="frontier", supervision="outcome")[0] == "none"
+    assert settings(start_states="frontier", supervision="outcome", advantage="softmax")[0] == "group"
+    # the constructor's None is kept as given (saved), resolved where used
+    model = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, start_states="frontier", device="cpu")
+    assert model.scale_rewards is None and model.resolved_scale_rewards == "none"
+
+
+def test_frontier_backward_draws_the_step_back_from_the_best_episodes():
+
+    def model(backward):
+        env = make_vec_env(lambda: DeepSea(size=6), n_envs=4, seed=0, wrapper_class=RestorableEnv)
+        return GRPO("MlpPolicy", env, group_size=4, n_groups=2, start_states="frontier", visited_fraction=1.0,
+                    frontier_backward=backward, seed=0, device="cpu")  # fmt: skip
+
+    grpo = model(1.0)
+    archive = grpo.start_state_strategy.archive
+    for _ in range(30):  # until an episode from a restart did better than the way to its start
+        grpo.learn(1, reset_num_timesteps=False)
+        if len(archive.backward_step()):
+            break
+    step_back = set(archive.keys[archive.backward_step()].tolist())
+    assert step_back and grpo.logger.name_to_value["rollout/frontier_backward_cells"] == len(step_back)
+    # every draw takes the step back with frontier_backward=1; none is bound to it with 0 (count weights over all)
+    assert {grpo.start_state_strategy.draw().cell for _ in range(50)} <= step_back
+    grpo.start_state_strategy.backward = 0.0
+    assert not {grpo.start_state_strategy.draw().cell for _ in range(200)} <= step_back
 
 
 def test_frontier_takes_unbounded_observations_and_refuses_what_it_cannot_grid():
