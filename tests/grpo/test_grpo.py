@@ -503,13 +503,9 @@ def test_the_frontiers_defaults_are_the_backward_step_without_the_std_scaling():
 
 
 def test_frontier_backward_draws_the_step_back_from_the_best_episodes():
-
-    def model(backward):
-        env = make_vec_env(lambda: DeepSea(size=6), n_envs=4, seed=0, wrapper_class=RestorableEnv)
-        return GRPO("MlpPolicy", env, group_size=4, n_groups=2, start_states="frontier", visited_fraction=1.0,
-                    frontier_backward=backward, seed=0, device="cpu")  # fmt: skip
-
-    grpo = model(1.0)
+    env = make_vec_env(lambda: DeepSea(size=6), n_envs=4, seed=0, wrapper_class=RestorableEnv)
+    grpo = GRPO("MlpPolicy", env, group_size=4, n_groups=2, start_states="frontier", visited_fraction=1.0,
+                frontier_backward=1.0, seed=0, device="cpu")  # fmt: skip
     archive = grpo.start_state_strategy.archive
     for _ in range(30):  # until an episode from a restart did better than the way to its start
         grpo.learn(1, reset_num_timesteps=False)
