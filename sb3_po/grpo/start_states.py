@@ -58,6 +58,17 @@ _USES = dict(
 NO_CELL = -(2**63)
 
 
+def lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Where each of ``keys`` is in ``sorted_keys`` (an archive's cells, kept sorted): the index of each key's entry and
+    whether it is there (where not, the index is a valid one to read and must not be used).
+    """
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=np.int64), np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return at, sorted_keys[at] == keys
+
+
 class Start(NamedTuple):
     """A saved start state drawn for a group, with what it took to get there from a reset (where known)."""
 
@@ -222,10 +233,9 @@ class FrontierArchive:
         started there has one step to learn before it joins a path the policy already follows to the best return.
         """
         on_best = self.best_episodes()
-        parents = np.unique(self.parents[on_best])
-        entry = np.minimum(np.searchsorted(self.keys, parents), max(len(self) - 1, 0))
-        found = entry[(parents != NO_CELL) & (self.keys[entry] == parents)] if len(self) else entry[:0]
-        return np.unique(found[~on_best[found]])
+        entry, found = lookup(self.keys, np.unique(self.parents[on_best]))  # NO_CELL is no entry's key
+        entry = entry[found]
+        return np.unique(entry[~on_best[entry]])
 
 
 def cell_multipliers(n_cells: int, n_dims: int) -> np.ndarray:
@@ -335,11 +345,8 @@ class FrontierStates(StartStates):
         """Each cell the ended episodes passed through keeps the best episode return (from a reset) through it."""
         archive = self.archive
         for slot in slots:
-            path = self.paths[slot, : self.path_length[slot]]
-            if len(path) and len(archive):
-                entry = np.minimum(np.searchsorted(archive.keys, path), len(archive) - 1)
-                entry = entry[archive.keys[entry] == path]
-                np.maximum.at(archive.finals, entry, self.slot_score[slot] + rewards[slot])
+            entry, found = lookup(archive.keys, self.paths[slot, : self.path_length[slot]])
+            np.maximum.at(archive.finals, entry[found], self.slot_score[slot] + rewards[slot])
             self.path_length[slot] = 0
 
     def observe(self, states: VecEnvStates, observations: Any, running: np.ndarray, rewards: np.ndarray) -> None:
@@ -357,10 +364,8 @@ class FrontierStates(StartStates):
         score, length, parents = self.slot_score[running], self.slot_length[running], self.slot_cell[running]
         self.slot_cell[running] = cells
         self._extend_paths(running, cells)
-        known = np.zeros(len(cells), dtype=bool)
-        if len(archive):  # the archive is sorted by cell
-            entry = np.minimum(np.searchsorted(archive.keys, cells), len(archive) - 1)
-            known = archive.keys[entry] == cells
+        entry, known = lookup(archive.keys, cells)  # the archive is sorted by cell
+        if known.any():
             np.add.at(archive.seen, entry[known], 1)
             # known cells reached by a better path: the best such member of each cell replaces its state
             improves = np.flatnonzero(known & better(score, length, archive.scores[entry], archive.lengths[entry]))
@@ -476,8 +481,8 @@ class FrontierStates(StartStates):
 
         def renamed(old: np.ndarray) -> np.ndarray:
             """Old cells' keys as the new grid's (an entry's cell: its observation's; unknown keys: NO_CELL)."""
-            at = np.minimum(np.searchsorted(old_keys, old), len(old_keys) - 1)
-            return np.where((old != NO_CELL) & (old_keys[at] == old), keys[at], NO_CELL)
+            at, found = lookup(old_keys, old)
+            return np.where(found, keys[at], NO_CELL)
 
         archive.parents = renamed(archive.parents)
         self.slot_cell = renamed(self.slot_cell)

@@ -216,3 +216,11 @@ def test_re_binning_renames_the_parents_and_the_paths():
     assert parent == {"a": NO_CELL, "b": key["a"], "c": key["b"]}
     strategy.finish(np.array([0]), np.array([1.0]))  # the path (a, b, c) in the new grid's cells
     assert archive.finals.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_an_archive_saved_before_the_backward_step_is_replaced_with_a_warning():
+    old = start_states.FrontierArchive(4)
+    del old.parents, old.finals  # an archive pickled before the fields existed has neither
+    with pytest.warns(UserWarning, match="predates the backward step"):
+        strategy = make_start_states("frontier", spaces.Box(0, 1, (1,)), archive=old)
+    assert strategy.archive is not old and hasattr(strategy.archive, "finals")
