@@ -240,11 +240,19 @@ def cluster_speedup_table(results_dir: Path) -> str:
     return "\n".join(lines) if paths else "Not measured yet: `python scripts/cluster_speedup.py`."
 
 
+# folders of runs kept from before a change that is not named by its issue's number: the change
+CHANGE_FOLDERS = {
+    "before_backward": "issue 32: the backward step",
+    "before_update_defaults": "issue 32: the frontier's update defaults",
+}
+
+
 def remeasured_table(results_dir: Path) -> str:
     """
     The cells re-measured after a fix changed what they run. The runs made before it are kept under
-    ``<algo>/before<issue>/<env>/<budget>/`` (with the entries of their day) and, where the code before the fix was run
-    again with today's entries, under ``<algo>/before<issue>_same_entries/``; beside them the cell's runs now.
+    ``<algo>/before<issue>/<env>/<budget>/`` (with the entries of their day; or a folder of :data:`CHANGE_FOLDERS`)
+    and, where the code before the fix was run again with today's entries, under ``<algo>/before<issue>_same_entries/``;
+    beside them the cell's runs now.
     """
     lines = [
         "| cell | env | budget | before the fix, its day's entry | before the fix, today's entry | now | fix |",
@@ -264,10 +272,8 @@ def remeasured_table(results_dir: Path) -> str:
             continue
         same = results_dir / algo / f"{fix}_same_entries" / env_id / budget
         now = results_dir / algo / env_id / budget
-        lines.append(
-            f"| {algo} | {env_id} | {int(budget):,} | {scores(before)} | {scores(same)} | {scores(now)} "
-            f"| issue {fix.removeprefix('before')} |"
-        )
+        change = CHANGE_FOLDERS.get(fix, f"issue {fix.removeprefix('before')}")
+        lines.append(f"| {algo} | {env_id} | {int(budget):,} | {scores(before)} | {scores(same)} | {scores(now)} | {change} |")
     return "\n".join(lines)
 
 
@@ -279,7 +285,9 @@ FRONTIER_ARCHIVES = (
     ("weights with 1 + count", FRONTIER_CELL, "weights1_32"),
     ("issue 32's archive, no backward step", FRONTIER_CELL, "before_backward"),
     ("that without the std scaling", "grpo@frontier_noscale", ""),  # a candidate default, stopped
-    (FRONTIER_NOW, FRONTIER_CELL, ""),  # the backward step without the std scaling (grpo@frontier_backward_noscale)
+    ("the backward step, no std scaling", FRONTIER_CELL, "before_update_defaults"),
+    ("that with entropy 0.01", "grpo@frontier_default_ent001", ""),  # a candidate default, 10 epochs
+    (FRONTIER_NOW, FRONTIER_CELL, ""),  # that with 20 epochs too (grpo@frontier_default_ent001_ep20)
 )
 # what the frontier before issue 32 did where no run of it is stored
 FRONTIER_REFUSED = {"DeepSea-v0": "refused: 12 cells over 400 observation values are more than its grid's 10^7 cells"}
@@ -289,7 +297,8 @@ def frontier_table(results_dir: Path) -> str:
     """
     GRPO's frontier with nothing else set (``grpo@frontier_default``: ``start_states="frontier"``, a fresh time budget,
     GRPO's defaults) on the sparse tasks and MountainCar-v0, before issue 32's archive (``before32/``), before the
-    backward step (``before_backward/``) and now, and the candidate defaults beside them (:data:`FRONTIER_ARCHIVES`):
+    backward step (``before_backward/``), before the frontier's update defaults (``before_update_defaults/``) and now,
+    and the candidate defaults beside them (:data:`FRONTIER_ARCHIVES`):
     per env, the seeds whose deterministic evaluation
     reached the env's solve line at some checkpoint, when, and the final scores.
     """
@@ -321,14 +330,17 @@ DEEP_SEA_CHECKPOINTS = (50_000, 100_000, 200_000, 400_000)
 
 def probe_frontier(probe: dict[str, Any]) -> dict[str, Any]:
     """
-    A deep-sea probe's frontier settings as used: recorded since the backward step became the default; for earlier
-    probes, the values its variant and overrides set, else the defaults of the time (no backward step, ``scale_rewards``
-    group).
+    A deep-sea probe's frontier settings as used: recorded since the backward step became the default (the entropy
+    bonus since it became the frontier's default); for earlier probes, the values its variant and overrides set, else
+    the defaults of the time (no backward step, ``scale_rewards`` group, no entropy bonus).
     """
-    if "frontier" in probe:
-        return probe["frontier"]
     given = {**probe["hyperparams"], **dict(o.split("=", 1) for o in probe["overrides"])}
-    return dict(backward=float(given.get("frontier_backward", 0.0)), scale_rewards=given.get("scale_rewards", "group"))
+    recorded = probe.get("frontier", {})
+    return dict(
+        backward=float(recorded.get("backward", given.get("frontier_backward", 0.0))),
+        scale_rewards=recorded.get("scale_rewards", given.get("scale_rewards", "group")),
+        ent_coef=float(recorded.get("ent_coef", given.get("ent_coef", 0.0))),
+    )
 
 
 def deep_sea_table(results_dir: Path) -> str:
@@ -351,7 +363,8 @@ def deep_sea_table(results_dir: Path) -> str:
         name = (
             f"`{d['variant']}`"
             + "".join(f" `{o}`" for o in d["overrides"])
-            + f" ({d['seed']}; backward {frontier['backward']:g}, scale {frontier['scale_rewards']})"
+            + f" ({d['seed']}; backward {frontier['backward']:g}, scale {frontier['scale_rewards']}"
+            + f", entropy {frontier['ent_coef']:g})"
         )
         records = d["records"]
         for checkpoint in DEEP_SEA_CHECKPOINTS:

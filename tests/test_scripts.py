@@ -427,7 +427,7 @@ def test_deep_sea_probe_records_and_its_table(tmp_path):
     record = json.loads(out.read_text())  # the overrides on top of the variant, parsed as YAML values
     assert record["overrides"] == ["ent_coef=0.01", "scale_rewards=none"]
     assert record["hyperparams"]["ent_coef"] == "0.01" and record["hyperparams"]["scale_rewards"] == "none"
-    assert record["frontier"] == dict(backward=0.0, scale_rewards="none")  # the frontier's settings as used
+    assert record["frontier"] == dict(backward=0.0, scale_rewards="none", ent_coef=0.01)  # the settings as used
     probe.main(["frontier_explore10_draws", "--steps", "2000", "--every", "1", "--json", str(out)])
     record = json.loads(out.read_text())
     assert record["hyperparams"]["group_size"] == "4" and record["versions"]["commit"]
@@ -445,15 +445,16 @@ def test_deep_sea_probe_records_and_its_table(tmp_path):
     record["records"] = [dict(last, env_steps=60_000), dict(last, env_steps=120_000, greedy_from=3, band_right=30)]
     (tmp_path / "diagnostics" / "deep_sea" / "probe.json").write_text(json.dumps(record))
     table = pages.deep_sea_table(tmp_path).splitlines()
-    assert len(table) == 4 and table[2].startswith("| `frontier_explore10_draws` (0; backward 0, scale group) | 60,000 |")
+    assert len(table) == 4
+    assert table[2].startswith("| `frontier_explore10_draws` (0; backward 0, scale group, entropy 0) | 60,000 |")
     assert table[3].endswith(f"| {last['treasure']} | 3 | 30 of 39 |")  # the second checkpoint: the row past 100k
     # a probe recorded before the settings were: what its variant and overrides set, else the defaults of the time
     del record["frontier"]
     record["overrides"] = ["frontier_backward=0.5"]
-    assert pages.probe_frontier(record) == dict(backward=0.5, scale_rewards="group")
-    # with the defaults now, the frontier variant a user gets: the backward step without the std scaling
+    assert pages.probe_frontier(record) == dict(backward=0.5, scale_rewards="group", ent_coef=0.0)
+    # with the defaults now, the frontier variant a user gets: the backward step without the std scaling, entropy 0.01
     probe.main(["frontier_default", "--steps", "500", "--json", str(out)])
-    assert json.loads(out.read_text())["frontier"] == dict(backward=0.5, scale_rewards="none")
+    assert json.loads(out.read_text())["frontier"] == dict(backward=0.5, scale_rewards="none", ent_coef=0.01)
 
 
 def test_grpo_atari_records_groups_from_shared_frames(tmp_path):
@@ -491,6 +492,11 @@ def test_frontier_table_counts_seeds_that_reached_the_line_before_and_now(tmp_pa
     assert rows[("KeyDoor-v0", "200,000", "issue 32's archive, no backward step")].endswith("| 0 of 1 | never | 0 |")
     assert rows[("KeyDoor-v0", "200,000", "now")].endswith("| 3 of 3 | 50k, 100k, 150k | 1, 1, 1 |")
     assert "refused" in rows[("DeepSea-v0", "200,000", "before issue 32")]
+    # and from before the frontier's update defaults (entropy 0.01, 20 epochs): <cell>/before_update_defaults/...
+    write_result(benchmark, tmp_path / cell, "before_update_defaults", "KeyDoor-v0", 2, 1.0, steps_to_threshold=90_000)
+    rows = {tuple(c.strip() for c in row.split("|")[1:4]): row for row in pages.frontier_table(tmp_path).splitlines()[2:]}
+    assert rows[("KeyDoor-v0", "200,000", "the backward step, no std scaling")].endswith("| 1 of 1 | 90k | 1 |")
+    assert rows[("KeyDoor-v0", "200,000", "now")].endswith("| 3 of 3 | 50k, 100k, 150k | 1, 1, 1 |")
     assert rows[("SparseChain-v0", "200,000", "now")].endswith("| not run yet | | |")
 
 

@@ -26,7 +26,7 @@ from sb3_po.grpo.buffers import GroupRolloutBuffer
 from sb3_po.grpo.collector import GroupRolloutCollector, Rollout
 from sb3_po.grpo.kl_penalty import KLPenalty
 from sb3_po.grpo.policies import CnnPolicy, GRPOPolicy, MlpPolicy, MultiInputPolicy
-from sb3_po.grpo.start_states import StartStates, default_scale_rewards, make_start_states
+from sb3_po.grpo.start_states import StartStates, default_scale_rewards, default_setting, make_start_states
 
 SelfGRPO = TypeVar("SelfGRPO", bound="GRPO")
 
@@ -99,7 +99,9 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         VecEnv or a gym.Env (a VecEnv has its own)
     :param group_size: G, the number of episodes per group (>= 2)
     :param n_groups: Number of groups per rollout (>= 1)
-    :param n_epochs: Number of passes over the rollout per update
+    :param n_epochs: Number of passes over the rollout per update. None (default): 20 with ``start_states="frontier"``
+        (few of a sparse task's groups have spread, and more passes take more from them), 10 otherwise
+        (:func:`~sb3_po.grpo.start_states.default_setting`); stored as the value used
     :param n_minibatches: Number of minibatches the rollout's steps are split into in every epoch
     :param gamma: Discount of the returns and rewards-to-go that score the episodes' steps and the branches
         (1: the episode return)
@@ -137,7 +139,10 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
     :param kl_estimator: ``"k3"`` (default), ``"k1"`` or ``"exact"`` (with ``beta > 0`` only)
     :param ref_update_interval: 0 keeps the initial policy as reference; k copies the current policy into the
         reference every k rollouts (iterative GRPO; with ``beta > 0`` only)
-    :param ent_coef: Entropy coefficient for the loss calculation
+    :param ent_coef: Entropy coefficient for the loss calculation. None (default): 0.01 with ``start_states="frontier"``
+        (while a sparse task's groups all miss the reward they give no gradient toward it, and the bonus keeps the
+        policy exploring until the archive gets there), 0 otherwise (:func:`~sb3_po.grpo.start_states.default_setting`);
+        stored as the value used
     :param max_grad_norm: The maximum value for the gradient clipping
     :param start_states: ``"reset"`` (start states from the reset distribution), ``"visited"`` (also states
         visited in earlier rollouts, sampled uniformly, so that groups branch mid-episode) or ``"frontier"`` (also
@@ -158,8 +163,9 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         keeps the best return, from a reset, of an episode through it; "best": in the upper half between the cells'
         median and the best), so that the start moves back from the reward a step at a time as the policy learns
         to follow the path from there (:meth:`~sb3_po.grpo.start_states.FrontierArchive.backward_step`). The other
-        draws use Go-Explore's count weights over every cell. 0: count weights only. The default, 0.5, with
-        ``scale_rewards``'s frontier default (``"none"``) is the frontier configuration issue 32's sparse tasks chose
+        draws use Go-Explore's count weights over every cell. 0: count weights only. The default, 0.5, with the
+        frontier defaults of ``scale_rewards`` (``"none"``), ``ent_coef`` (0.01) and ``n_epochs`` (20) is the frontier
+        configuration issue 32's sparse tasks chose
     :param fresh_time_limit: With ``"visited"``, ``"frontier"`` or branching: a group started from a saved state gets
         a fresh time budget (the Go-Explore setting;
         Monitor's episode statistics then count those episodes from the saved state); otherwise the state's elapsed
@@ -214,7 +220,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         n_envs: int | None = None,
         group_size: int = 16,
         n_groups: int = 4,
-        n_epochs: int = 10,
+        n_epochs: int | None = None,
         n_minibatches: int = 16,
         gamma: float = 0.99,
         clip_range: float | Schedule = 0.2,
@@ -229,7 +235,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         beta: float = 0.0,
         kl_estimator: str = "k3",
         ref_update_interval: int = 0,
-        ent_coef: float = 0.0,
+        ent_coef: float | None = None,
         max_grad_norm: float = 0.5,
         start_states: str = "reset",
         visited_fraction: float = 0.5,
@@ -270,7 +276,8 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
             n_steps=group_size * n_groups,
             gamma=gamma,
             gae_lambda=1.0,
-            ent_coef=ent_coef,
+            # None: the frontier's bonus with start_states="frontier", else none (stored resolved, as SB3's float)
+            ent_coef=default_setting("ent_coef", start_states) if ent_coef is None else ent_coef,
             vf_coef=0.0,  # no critic
             max_grad_norm=max_grad_norm,
             use_sde=use_sde,
@@ -286,7 +293,7 @@ class GRPO(SB3POAlgorithmMixin, OnPolicyAlgorithm):
         )
         self.group_size = group_size
         self.n_groups = n_groups
-        self.n_epochs = n_epochs
+        self.n_epochs: int = default_setting("n_epochs", start_states) if n_epochs is None else n_epochs
         self.n_minibatches = n_minibatches
         self.clip_range = clip_range
         self.clip_range_upper = clip_range_upper

@@ -8,7 +8,8 @@ rebuild): ``python tests/grpo/pinned_runs_29.py`` regenerates it; only do that f
 Re-pinned since, for intended changes: ``frontier_fresh`` by issue 32's frontier (cells over the observed range, the
 best state per cell; then Go-Explore's count weights as published); each time the other five configurations came out
 bit for bit the same. Since the frontier's defaults became the backward step without the std scaling (issue 32),
-``frontier_fresh`` sets the two settings it was pinned with, and came out bit for bit the same.
+``frontier_fresh`` sets the two settings it was pinned with, and came out bit for bit the same; since 20 epochs became
+the frontier's default, it sets its 10 epochs too.
 """
 
 from pathlib import Path
@@ -31,13 +32,14 @@ CONFIGS_29: Configs = {
     "dynamic_sampling": (lambda: _env("MountainCar-v0", 4), dict(group_size=4, n_groups=2, resample_groups=3)),
     "frontier_fresh": (
         lambda: _env("MountainCar-v0", 4),
-        # the frontier's settings before issue 32's backward step became its default (bit for bit the same with it off)
+        # the frontier's settings before issue 32's backward step and 20 epochs became its defaults
         dict(
             group_size=4,
             n_groups=2,
             start_states="frontier",
             fresh_time_limit=True,
             ent_coef=0.01,
+            n_epochs=10,
             frontier_backward=0.0,
             scale_rewards="group",
         ),

@@ -502,6 +502,25 @@ def test_the_frontiers_defaults_are_the_backward_step_without_the_std_scaling():
     assert model.scale_rewards is None and model.resolved_scale_rewards == "none"
 
 
+def test_the_frontiers_update_defaults_are_an_entropy_bonus_of_001_and_20_epochs():
+    def trained(**kwargs):
+        model = GRPO("MlpPolicy", grid_env(), group_size=2, n_groups=1, seed=0, device="cpu", **kwargs)
+        model.set_logger(configure(None, ["csv"]))
+        model.learn(1)
+        return (model.ent_coef, model.n_epochs), th.nn.utils.parameters_to_vector(model.policy.parameters()).detach()
+
+    settings, default = trained(start_states="frontier")
+    assert settings == (0.01, 20)
+    assert trained()[0] == (0.0, 10) and trained(start_states="visited")[0] == (0.0, 10)
+    # the defaults are what the update uses: the same as both given, not as either changed (a value given is kept)
+    given_settings, given = trained(start_states="frontier", ent_coef=0.01, n_epochs=20)
+    assert given_settings == (0.01, 20) and th.equal(default, given)
+    for changed in (dict(ent_coef=0.0), dict(n_epochs=10)):
+        changed_settings, other = trained(start_states="frontier", **changed)
+        assert changed_settings == (changed.get("ent_coef", 0.01), changed.get("n_epochs", 20))
+        assert not th.allclose(default, other)
+
+
 def test_frontier_backward_draws_the_step_back_from_the_best_episodes():
     env = make_vec_env(lambda: DeepSea(size=6), n_envs=4, seed=0, wrapper_class=RestorableEnv)
     grpo = GRPO("MlpPolicy", env, group_size=4, n_groups=2, start_states="frontier", visited_fraction=1.0,
