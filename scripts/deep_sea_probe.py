@@ -142,7 +142,12 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps,
         hyperparams={k: str(v) for k, v in hyperparams.items()},
         # the frontier's settings as used (the defaults of the time included)
-        frontier=dict(backward=model.frontier_backward, scale_rewards=model.resolved_scale_rewards, ent_coef=model.ent_coef),
+        frontier=dict(
+            backward=model.frontier_backward,
+            scale_rewards=model.resolved_scale_rewards,
+            ent_coef=model.ent_coef,
+            n_epochs=model.n_epochs,
+        ),
         seconds=time.perf_counter() - start,
         versions=benchmark.run_versions(),
         records=probe.records,

@@ -331,8 +331,9 @@ DEEP_SEA_CHECKPOINTS = (50_000, 100_000, 200_000, 400_000)
 def probe_frontier(probe: dict[str, Any]) -> dict[str, Any]:
     """
     A deep-sea probe's frontier settings as used: recorded since the backward step became the default (the entropy
-    bonus since it became the frontier's default); for earlier probes, the values its variant and overrides set, else
-    the defaults of the time (no backward step, ``scale_rewards`` group, no entropy bonus).
+    bonus and epochs since they became the frontier's defaults); for earlier probes, the values its variant and
+    overrides set, else the defaults of the time (no backward step, ``scale_rewards`` group, no entropy bonus, 10
+    epochs).
     """
     given = {**probe["hyperparams"], **dict(o.split("=", 1) for o in probe["overrides"])}
     recorded = probe.get("frontier", {})
@@ -340,6 +341,7 @@ def probe_frontier(probe: dict[str, Any]) -> dict[str, Any]:
         backward=float(recorded.get("backward", given.get("frontier_backward", 0.0))),
         scale_rewards=recorded.get("scale_rewards", given.get("scale_rewards", "group")),
         ent_coef=float(recorded.get("ent_coef", given.get("ent_coef", 0.0))),
+        n_epochs=int(recorded.get("n_epochs", given.get("n_epochs", 10))),
     )
 
 
@@ -364,7 +366,7 @@ def deep_sea_table(results_dir: Path) -> str:
             f"`{d['variant']}`"
             + "".join(f" `{o}`" for o in d["overrides"])
             + f" ({d['seed']}; backward {frontier['backward']:g}, scale {frontier['scale_rewards']}"
-            + f", entropy {frontier['ent_coef']:g})"
+            + f", entropy {frontier['ent_coef']:g}, {frontier['n_epochs']} epochs)"
         )
         records = d["records"]
         for checkpoint in DEEP_SEA_CHECKPOINTS:

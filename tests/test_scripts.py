@@ -427,7 +427,7 @@ def test_deep_sea_probe_records_and_its_table(tmp_path):
     record = json.loads(out.read_text())  # the overrides on top of the variant, parsed as YAML values
     assert record["overrides"] == ["ent_coef=0.01", "scale_rewards=none"]
     assert record["hyperparams"]["ent_coef"] == "0.01" and record["hyperparams"]["scale_rewards"] == "none"
-    assert record["frontier"] == dict(backward=0.0, scale_rewards="none", ent_coef=0.01)  # the settings as used
+    assert record["frontier"] == dict(backward=0.0, scale_rewards="none", ent_coef=0.01, n_epochs=10)  # as used
     probe.main(["frontier_explore10_draws", "--steps", "2000", "--every", "1", "--json", str(out)])
     record = json.loads(out.read_text())
     assert record["hyperparams"]["group_size"] == "4" and record["versions"]["commit"]
@@ -446,15 +446,16 @@ def test_deep_sea_probe_records_and_its_table(tmp_path):
     (tmp_path / "diagnostics" / "deep_sea" / "probe.json").write_text(json.dumps(record))
     table = pages.deep_sea_table(tmp_path).splitlines()
     assert len(table) == 4
-    assert table[2].startswith("| `frontier_explore10_draws` (0; backward 0, scale group, entropy 0) | 60,000 |")
+    assert table[2].startswith("| `frontier_explore10_draws` (0; backward 0, scale group, entropy 0, 10 epochs) | 60,000 |")
     assert table[3].endswith(f"| {last['treasure']} | 3 | 30 of 39 |")  # the second checkpoint: the row past 100k
     # a probe recorded before the settings were: what its variant and overrides set, else the defaults of the time
     del record["frontier"]
     record["overrides"] = ["frontier_backward=0.5"]
-    assert pages.probe_frontier(record) == dict(backward=0.5, scale_rewards="group", ent_coef=0.0)
-    # with the defaults now, the frontier variant a user gets: the backward step without the std scaling, entropy 0.01
+    assert pages.probe_frontier(record) == dict(backward=0.5, scale_rewards="group", ent_coef=0.0, n_epochs=10)
+    # with the defaults now, the frontier a user gets: the backward step, no std scaling, entropy 0.01, 20 epochs
     probe.main(["frontier_default", "--steps", "500", "--json", str(out)])
-    assert json.loads(out.read_text())["frontier"] == dict(backward=0.5, scale_rewards="none", ent_coef=0.01)
+    used = json.loads(out.read_text())["frontier"]
+    assert used == dict(backward=0.5, scale_rewards="none", ent_coef=0.01, n_epochs=20)
 
 
 def test_grpo_atari_records_groups_from_shared_frames(tmp_path):

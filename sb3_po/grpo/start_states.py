@@ -515,8 +515,8 @@ def default_setting(name: str, kind: str) -> Any:
     GRPO's ``name`` (a key of :data:`START_STATE_DEFAULTS`) when left at None, with start states ``kind``.
     ``ent_coef``: 0.01 with the frontier. On a sparse task the groups whose members all miss the reward carry no
     gradient toward it (all of them, before the first success), and the bonus keeps the policy from turning
-    deterministic before the archive reaches the reward (issue 32: the deep sea solved on 3 seeds of 3 with it, at
-    80k-90k; on 2 of 3 at 140k-160k without). ``n_epochs``: 20 with the frontier: few groups have spread (a
+    deterministic before the archive reaches the reward (issue 32, at 10 epochs: the deep sea solved on 3 seeds of 3
+    with it, at 80k-90k; on 2 of 3 at 140k-160k without). ``n_epochs``: 20 with the frontier: few groups have spread (a
     member that found the reward), and more passes take more from them (issue 32: with both, MountainCar-v0 at -110
     on 5 seeds of 5; with the bonus alone on 3).
     """
